@@ -1,0 +1,1 @@
+"""fusenet.fusion (filled in by its issue)."""

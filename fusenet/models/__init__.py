@@ -1,0 +1,1 @@
+"""fusenet.models (filled in by its issue)."""
