@@ -1,0 +1,1 @@
+"""Weight regularizers (see fusenet.regularizers)."""
