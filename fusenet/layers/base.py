@@ -15,6 +15,8 @@ import re
 
 import numpy as np
 
+from .. import constraints as _constraints
+from .. import regularizers as _regularizers
 from ..errors import BackwardBeforeForwardError, NotBuiltError
 from ..initializers import get as get_initializer
 from ..utils import check_numeric, floatx, result_dtype, standardize_dtype
@@ -152,7 +154,7 @@ class Layer:
         if cls.__module__.startswith("fusenet.") and not cls.__name__.startswith("_"):
             _REGISTRY[cls.__name__] = cls
 
-    def __init__(self, name=None, dtype=None, trainable=True, input_shape=None, **kwargs):
+    def __init__(self, name=None, dtype=None, trainable=True, input_shape=None, activity_regularizer=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected keyword arguments {sorted(kwargs)}.")
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
@@ -178,13 +180,20 @@ class Layer:
         self._sublayers: dict[str, Layer] = {}
         self._cache = None
         self.build_input_shape = None
+        self.activity_regularizer = _regularizers.get(activity_regularizer)
+        self._regularizers: dict[str, object] = {}
+        self._constraints: dict[str, object] = {}
+        self._activity_output = None
 
     # ------------------------------------------------------------ weights
-    def add_weight(self, name: str, shape, initializer="zeros", trainable: bool = True, rng=None) -> np.ndarray:
+    def add_weight(self, name: str, shape, initializer="zeros", trainable: bool = True, rng=None,
+                   regularizer=None, constraint=None) -> np.ndarray:
         """Create a weight of ``shape`` in the layer's dtype and register it.
 
         Trainable weights get a gradient array of zeros; ``rng`` is the generator the
-        initializer draws from when it has no seed of its own.
+        initializer draws from when it has no seed of its own. ``regularizer`` adds a penalty
+        on this weight to the training loss (:meth:`regularization_loss`); ``constraint`` is
+        applied after each optimizer step (:meth:`apply_constraints`).
         """
         if name in self._params or name in self._state:
             raise ValueError(f"{_describe(self)}: a weight named {name!r} already exists.")
@@ -198,7 +207,51 @@ class Layer:
         else:
             self._state[name] = value
             self._weight_order.append(("state", name))
+        if regularizer is not None:
+            self._regularizers[name] = _regularizers.get(regularizer)
+        if constraint is not None:
+            self._constraints[name] = _constraints.get(constraint)
         return value
+
+    # ------------------------------------------------------------ regularization and constraints
+    def regularization_loss(self) -> float:
+        """Sum of the weight penalties (this layer and sublayers) and the activity penalty of the
+        last training forward (divided by its batch size, as Keras)."""
+        total = 0.0
+        for name, reg in self._regularizers.items():
+            total += reg(self._params[name] if name in self._params else self._state[name])
+        if self.activity_regularizer is not None and self._activity_output is not None:
+            y = self._activity_output
+            total += self.activity_regularizer(y) / max(y.shape[0], 1)
+        for sub in self._sublayers.values():
+            total += sub.regularization_loss()
+        return float(total)
+
+    def add_regularization_gradients(self) -> None:
+        """Add the gradients of the weight penalties into ``grads`` (this layer and sublayers)."""
+        for name, reg in self._regularizers.items():
+            if name in self._grads:
+                self._grads[name] += reg.gradient(self._params[name])
+        for sub in self._sublayers.values():
+            sub.add_regularization_gradients()
+
+    def apply_constraints(self) -> None:
+        """Project constrained weights in place (after an optimizer step)."""
+        for name, constraint in self._constraints.items():
+            w = self._params[name] if name in self._params else self._state[name]
+            w[...] = constraint(w)
+        for sub in self._sublayers.values():
+            sub.apply_constraints()
+
+    def activity_gradient(self, dy):
+        """``dy`` plus the gradient of the activity penalty of the last training forward.
+
+        The training loop calls ``layer.backward(layer.activity_gradient(dy))``.
+        """
+        if self.activity_regularizer is None or self._activity_output is None:
+            return dy
+        y = self._activity_output
+        return dy + self.activity_regularizer.gradient(y) / max(y.shape[0], 1)
 
     def track_layer(self, key: str, layer: "Layer") -> "Layer":
         """Make ``layer`` a sublayer: its weights appear here under ``key/...``."""
@@ -331,7 +384,10 @@ class Layer:
     def __call__(self, x, training: bool = False):
         """Check and cast ``x``, build on first use, return ``forward(x, training)``."""
         x = self._prepare_input(x)
-        return self.forward(x, training=bool(training))
+        y = self.forward(x, training=bool(training))
+        if self.activity_regularizer is not None:
+            self._activity_output = y if training else None
+        return y
 
     def forward(self, x, training: bool = False):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} does not implement forward().")
@@ -363,6 +419,8 @@ class Layer:
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
         if self.input_shape_arg is not None:
             config["input_shape"] = list(self.input_shape_arg)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = _regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod

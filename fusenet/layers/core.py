@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations as _activations
+from .. import constraints as _constraints
+from .. import regularizers as _regularizers
 from ..initializers import get as get_initializer
 from ..initializers import serialize as serialize_initializer
 from ..utils import check_positive_int, make_rng
@@ -82,7 +84,8 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", seed=None, **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, seed=None, **kwargs):
         owner = f"Dense(name={kwargs.get('name')!r})" if kwargs.get("name") else "Dense"
         self.units = check_positive_int(units, "units", owner)
         super().__init__(**kwargs)
@@ -90,6 +93,10 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = get_initializer(kernel_initializer)
         self.bias_initializer = get_initializer(bias_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
+        self.kernel_constraint = _constraints.get(kernel_constraint)
+        self.bias_constraint = _constraints.get(bias_constraint)
         self.seed = seed
         self._rng = make_rng(seed)
         self.input_spec = InputSpec(min_ndim=2)
@@ -98,9 +105,11 @@ class Dense(Layer):
         in_dim = input_shape[-1]
         if in_dim is None:
             raise ValueError(f"{self.describe()}: the last axis of the input must be known. Received input_shape={input_shape}")
-        self.add_weight("kernel", (in_dim, self.units), self.kernel_initializer, rng=self._rng)
+        self.add_weight("kernel", (in_dim, self.units), self.kernel_initializer, rng=self._rng,
+                        regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer, rng=self._rng)
+            self.add_weight("bias", (self.units,), self.bias_initializer, rng=self._rng,
+                            regularizer=self.bias_regularizer, constraint=self.bias_constraint)
         self.input_spec = InputSpec(min_ndim=2, axes={-1: in_dim})
 
     def forward(self, x, training=False):
@@ -132,6 +141,10 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": serialize_initializer(self.kernel_initializer),
             "bias_initializer": serialize_initializer(self.bias_initializer),
+            "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": _constraints.serialize(self.kernel_constraint),
+            "bias_constraint": _constraints.serialize(self.bias_constraint),
             "seed": self.seed,
         })
         return config
