@@ -151,7 +151,8 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.__module__.startswith("fusenet.") and not cls.__name__.startswith("_"):
+        abstract = cls.__dict__.get("abstract_layer", False)  # a base class that is never built itself
+        if cls.__module__.startswith("fusenet.") and not cls.__name__.startswith("_") and not abstract:
             _REGISTRY[cls.__name__] = cls
 
     def __init__(self, name=None, dtype=None, trainable=True, input_shape=None, activity_regularizer=None, **kwargs):

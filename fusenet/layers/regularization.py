@@ -41,12 +41,20 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._save_for_backward(training, None)
             return x
-        keep = 1.0 - self.rate
-        mask = self._rng.random(self._mask_shape(x.shape), dtype=np.float64 if x.dtype == np.float64 else np.float32)
-        mask = (mask < keep).astype(x.dtype)
-        mask *= x.dtype.type(1.0 / keep)
+        mask = self.draw_mask(x.shape, x.dtype)
         self._save_for_backward(training, mask)
         return x * mask
+
+    def draw_mask(self, shape, dtype) -> np.ndarray:
+        """The next training mask for an input of ``shape``: 0 with probability ``rate``, else
+        ``1 / (1 - rate)`` (broadcastable to ``shape`` when ``noise_shape`` is set). Fused layers
+        call this too, so that they draw exactly the masks the unfused layer would."""
+        keep = 1.0 - self.rate
+        dtype = np.dtype(dtype)
+        mask = self._rng.random(self._mask_shape(tuple(shape)), dtype=np.float64 if dtype == np.float64 else np.float32)
+        mask = (mask < keep).astype(dtype)
+        mask *= dtype.type(1.0 / keep)
+        return mask
 
     def backward(self, dy):
         (mask,) = self._saved()
