@@ -1,45 +1,31 @@
-"""Element-wise activations (placeholder module: the activation issue fills it in)."""
+"""Every activation of Keras 3 and ``torch.nn``: a class per activation and a plain function per name.
 
-from __future__ import annotations
+Each class is an :class:`~fusenet.activations.ActivationFunction` (``forward(x)``,
+``backward(x, y, dy)``, ``get_config()``, ``elementwise``) registered for
+:func:`~fusenet.activations.get`; each plain function (``relu(x, ...)``, ``softmax(x, axis=-1)``,
+...) has Keras' signature and returns ``forward(x)``. Inputs of any shape; the output keeps the
+shape (GLU halves its axis) and the float dtype (integers and booleans become ``floatx()``).
 
-import numpy as np
+Names (aliases in parentheses):
 
-from .base import ActivationFunction, register_activation
+- piecewise linear: ``linear``, ``relu`` (Keras' ``negative_slope``, ``max_value``, ``threshold``),
+  ``relu6``, ``leaky_relu`` (``negative_slope=0.2``), ``rrelu`` (the inference slope
+  ``(lower + upper) / 2``; the random slopes live in ``layers.RReLU``), ``hard_sigmoid``
+  (``hardsigmoid``), ``hard_silu`` (``hard_swish``, ``hardswish``), ``hard_tanh`` (``hardtanh``),
+  ``hard_shrink`` (``hardshrink``), ``soft_shrink`` (``softshrink``), ``threshold``,
+  ``sparse_plus``, ``sparse_sigmoid``;
+- smooth: ``elu``, ``selu``, ``celu``, ``gelu`` (exact, or ``approximate=True``), ``gelu_tanh``,
+  ``sigmoid``, ``log_sigmoid`` (``logsigmoid``), ``tanh``, ``tanh_shrink`` (``tanhshrink``),
+  ``softplus``, ``squareplus``, ``softsign``, ``silu`` (``swish``), ``mish``, ``exponential``;
+- along an axis (``elementwise = False``): ``softmax``, ``softmin``, ``log_softmax``,
+  ``sparsemax``, ``glu``.
 
-__all__ = ["Linear", "ReLUFunction", "linear", "relu"]
+PReLU has a trainable slope and exists only as the layer ``layers.PReLU``.
+"""
 
+from . import _normalizing, _piecewise, _smooth
+from ._normalizing import *  # noqa: F401,F403
+from ._piecewise import *  # noqa: F401,F403
+from ._smooth import *  # noqa: F401,F403
 
-class Linear(ActivationFunction):
-    """``y = x``."""
-
-    name = "linear"
-
-    def forward(self, x):
-        return x
-
-    def backward(self, x, y, dy):
-        return dy
-
-
-class ReLUFunction(ActivationFunction):
-    """``y = max(x, 0)``."""
-
-    name = "relu"
-
-    def forward(self, x):
-        return np.maximum(x, 0)
-
-    def backward(self, x, y, dy):
-        return dy * (x > 0)
-
-
-register_activation(Linear)
-register_activation(ReLUFunction)
-
-
-def linear(x):
-    return Linear().forward(np.asarray(x))
-
-
-def relu(x):
-    return ReLUFunction().forward(np.asarray(x))
+__all__ = [*_piecewise.__all__, *_smooth.__all__, *_normalizing.__all__]

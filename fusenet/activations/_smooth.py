@@ -1,0 +1,404 @@
+"""Smooth element-wise activations, written to be stable for any finite input.
+
+elu, selu, celu, gelu, sigmoid, log_sigmoid, tanh, tanh_shrink, softplus, squareplus,
+softsign, silu, mish, exponential. Exponentials only ever see non-positive arguments
+(``expm1(min(x, 0))``, ``scipy.special.expit``, ``np.logaddexp``), so nothing overflows at
+``|x| = 1000`` in float32 or float64. The one exception is ``exponential`` itself, whose value
+exceeds the float range for ``x > log(finfo.max)``: it returns ``+inf`` there, as IEEE ``exp``
+does, without a warning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special
+
+from ._common import _Activation, check_real
+from .base import register_activation
+
+__all__ = [
+    "ELU", "SELU", "CELU", "GELU", "GELUTanh", "Sigmoid", "LogSigmoid", "Tanh", "TanhShrink", "Softplus",
+    "Squareplus", "Softsign", "SiLU", "Mish", "Exponential",
+    "elu", "selu", "celu", "gelu", "sigmoid", "log_sigmoid", "tanh", "tanh_shrink", "softplus", "squareplus",
+    "softsign", "silu", "swish", "mish", "exponential",
+]
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_GELU_TANH_K = math.sqrt(2.0 / math.pi)
+_GELU_TANH_C = 0.044715
+# beyond these magnitudes the Gaussian density / the tanh of the cubic are exactly 0 / +-1 in
+# float64, so clipping before squaring or cubing changes nothing but avoids overflow
+_GELU_CLIP = 40.0
+_GELU_TANH_CLIP = 1e4
+
+
+class ELU(_Activation):
+    """``y = x if x > 0 else alpha * (exp(x) - 1)``; derivative ``alpha * exp(x)`` for ``x <= 0``."""
+
+    name = "elu"
+
+    def __init__(self, alpha=1.0, *, _owner=None):
+        super().__init__(_owner=_owner)
+        self.alpha = check_real(alpha, "alpha", self._owner)
+
+    def _forward(self, x):
+        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+
+    def _backward(self, x, y, dy):
+        return np.where(x > 0, dy, dy * (self.alpha * np.exp(np.minimum(x, 0))))
+
+    def get_config(self):
+        return {"alpha": self.alpha}
+
+
+class SELU(_Activation):
+    """``y = scale * elu(x, alpha)`` with ``alpha = 1.67326324...``, ``scale = 1.05070098...``."""
+
+    name = "selu"
+
+    def _forward(self, x):
+        return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))
+
+    def _backward(self, x, y, dy):
+        return dy * np.where(x > 0, SELU_SCALE, (SELU_SCALE * SELU_ALPHA) * np.exp(np.minimum(x, 0)))
+
+
+class CELU(_Activation):
+    """``y = max(x, 0) + min(0, alpha * (exp(x / alpha) - 1))``, ``alpha > 0``.
+
+    Derivative ``exp(x / alpha)`` for ``x <= 0``, 1 above.
+    """
+
+    name = "celu"
+
+    def __init__(self, alpha=1.0, *, _owner=None):
+        super().__init__(_owner=_owner)
+        self.alpha = check_real(alpha, "alpha", self._owner, low=0.0, low_open=True)
+
+    def _forward(self, x):
+        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0) / self.alpha))
+
+    def _backward(self, x, y, dy):
+        return np.where(x > 0, dy, dy * np.exp(np.minimum(x, 0) / self.alpha))
+
+    def get_config(self):
+        return {"alpha": self.alpha}
+
+
+class GELU(_Activation):
+    """Gaussian error linear unit.
+
+    Exact (default, as Keras): ``y = x * Phi(x)``, ``Phi(x) = erfc(-x / sqrt(2)) / 2``;
+    derivative ``Phi(x) + x * exp(-x^2 / 2) / sqrt(2 pi)``.
+    ``approximate=True``: ``y = x / 2 * (1 + tanh(k (x + 0.044715 x^3)))``, ``k = sqrt(2 / pi)``
+    (torch's ``approximate="tanh"``).
+    """
+
+    name = "gelu"
+
+    def __init__(self, approximate=False, *, _owner=None):
+        super().__init__(_owner=_owner)
+        if not isinstance(approximate, (bool, np.bool_)):
+            raise TypeError(f"{self._owner}: expected approximate to be a bool. Received: approximate={approximate!r}")
+        self.approximate = bool(approximate)
+
+    def _tanh_inner(self, x):
+        xc = np.clip(x, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
+        return xc, np.tanh(_GELU_TANH_K * (xc + _GELU_TANH_C * xc * xc * xc))
+
+    def _forward(self, x):
+        if self.approximate:
+            _, t = self._tanh_inner(x)
+            return 0.5 * x * (1 + t)
+        return 0.5 * x * special.erfc(-_SQRT_HALF * x)
+
+    def _backward(self, x, y, dy):
+        if self.approximate:
+            xc, t = self._tanh_inner(x)
+            d = 0.5 * (1 + t) + 0.5 * xc * (1 - t * t) * _GELU_TANH_K * (1 + 3 * _GELU_TANH_C * xc * xc)
+            return dy * d
+        xc = np.clip(x, -_GELU_CLIP, _GELU_CLIP)
+        cdf = 0.5 * special.erfc(-_SQRT_HALF * x)
+        pdf = _INV_SQRT_2PI * np.exp(-0.5 * xc * xc)
+        return dy * (cdf + xc * pdf)
+
+    def get_config(self):
+        return {"approximate": self.approximate}
+
+
+class GELUTanh(GELU):
+    """The name ``"gelu_tanh"``: :class:`GELU` with ``approximate=True``."""
+
+    name = "gelu_tanh"
+
+    def __init__(self, *, _owner=None):
+        super().__init__(approximate=True, _owner=_owner)
+
+    def get_config(self):
+        return {}
+
+
+class Sigmoid(_Activation):
+    """``y = 1 / (1 + exp(-x))`` (``scipy.special.expit``); derivative ``y (1 - y)``."""
+
+    name = "sigmoid"
+
+    def _forward(self, x):
+        return special.expit(x)
+
+    def _backward(self, x, y, dy):
+        y = special.expit(x) if y is None else y
+        return dy * y * (1 - y)
+
+
+class LogSigmoid(_Activation):
+    """``y = log(sigmoid(x)) = -softplus(-x)`` (``-logaddexp(0, -x)``); derivative ``sigmoid(-x)``."""
+
+    name = "log_sigmoid"
+
+    def _forward(self, x):
+        return -np.logaddexp(0, -x)
+
+    def _backward(self, x, y, dy):
+        return dy * special.expit(-x)
+
+
+class Tanh(_Activation):
+    """``y = tanh(x)``; derivative ``1 - y^2``."""
+
+    name = "tanh"
+
+    def _forward(self, x):
+        return np.tanh(x)
+
+    def _backward(self, x, y, dy):
+        y = np.tanh(x) if y is None else y
+        return dy * (1 - y * y)
+
+
+class TanhShrink(_Activation):
+    """``y = x - tanh(x)``; derivative ``tanh(x)^2``."""
+
+    name = "tanh_shrink"
+
+    def _forward(self, x):
+        return x - np.tanh(x)
+
+    def _backward(self, x, y, dy):
+        t = np.tanh(x)
+        return dy * t * t
+
+
+class Softplus(_Activation):
+    """``y = log(1 + exp(beta x)) / beta`` via ``np.logaddexp``; derivative ``sigmoid(beta x)``.
+
+    Keras' softplus is ``beta=1``; ``threshold`` (torch's option, ``None`` here by default)
+    makes ``y = x`` where ``beta * x > threshold``.
+    """
+
+    name = "softplus"
+
+    def __init__(self, beta=1.0, threshold=None, *, _owner=None):
+        super().__init__(_owner=_owner)
+        self.beta = check_real(beta, "beta", self._owner, low=0.0, low_open=True)
+        self.threshold = check_real(threshold, "threshold", self._owner, allow_none=True)
+
+    def _forward(self, x):
+        bx = self.beta * x if self.beta != 1 else x
+        y = np.logaddexp(0, bx)
+        if self.beta != 1:
+            y = y / self.beta
+        if self.threshold is not None:
+            y = np.where(bx > self.threshold, x, y)
+        return y
+
+    def _backward(self, x, y, dy):
+        bx = self.beta * x if self.beta != 1 else x
+        d = special.expit(bx)
+        if self.threshold is not None:
+            d = np.where(bx > self.threshold, 1, d)
+        return dy * d
+
+    def get_config(self):
+        return {"beta": self.beta, "threshold": self.threshold}
+
+
+class Squareplus(_Activation):
+    """``y = (x + sqrt(x^2 + b)) / 2``, ``b >= 0``; derivative ``y / sqrt(x^2 + b)``.
+
+    ``sqrt(x^2 + b)`` is ``hypot(x, sqrt(b))`` (no overflow), and for ``x < 0`` the sum is
+    formed as ``b / (sqrt(x^2 + b) - x)`` (no cancellation).
+    """
+
+    name = "squareplus"
+
+    def __init__(self, b=4.0, *, _owner=None):
+        super().__init__(_owner=_owner)
+        self.b = check_real(b, "b", self._owner, low=0.0)
+
+    def _twice(self, x):
+        """``(x + h, h)`` with ``h = sqrt(x^2 + b)``."""
+        h = np.hypot(x, math.sqrt(self.b))
+        neg = x < 0
+        stable = np.divide(self.b, h - x, out=np.zeros_like(h), where=neg)
+        return np.where(neg, stable, x + h), h
+
+    def _forward(self, x):
+        return self._twice(x)[0] / 2
+
+    def _backward(self, x, y, dy):
+        s, h = self._twice(x)
+        return dy * np.divide(s, 2 * h, out=np.full_like(h, 0.5), where=h > 0)
+
+    def get_config(self):
+        return {"b": self.b}
+
+
+class Softsign(_Activation):
+    """``y = x / (1 + |x|)``; derivative ``1 / (1 + |x|)^2``."""
+
+    name = "softsign"
+
+    def _forward(self, x):
+        return x / (1 + np.abs(x))
+
+    def _backward(self, x, y, dy):
+        d = 1 + np.abs(x)
+        return dy / (d * d)
+
+
+class SiLU(_Activation):
+    """SiLU / swish: ``y = x * sigmoid(x)``; derivative ``s (1 + x (1 - s))``, ``s = sigmoid(x)``."""
+
+    name = "silu"
+
+    def _forward(self, x):
+        return x * special.expit(x)
+
+    def _backward(self, x, y, dy):
+        s = special.expit(x)
+        return dy * s * (1 + x * (1 - s))
+
+
+class Mish(_Activation):
+    """``y = x * tanh(softplus(x))``; derivative ``t + x (1 - t^2) sigmoid(x)``, ``t = tanh(softplus(x))``."""
+
+    name = "mish"
+
+    def _forward(self, x):
+        return x * np.tanh(np.logaddexp(0, x))
+
+    def _backward(self, x, y, dy):
+        t = np.tanh(np.logaddexp(0, x))
+        return dy * (t + x * (1 - t * t) * special.expit(x))
+
+
+class Exponential(_Activation):
+    """``y = exp(x)``; derivative ``y``. ``+inf`` (no warning) where ``exp(x)`` exceeds the float range."""
+
+    name = "exponential"
+
+    def _forward(self, x):
+        with np.errstate(over="ignore"):
+            return np.exp(x)
+
+    def _backward(self, x, y, dy):
+        with np.errstate(over="ignore"):
+            y = np.exp(x) if y is None else y
+            return dy * y
+
+
+register_activation(ELU)
+register_activation(SELU)
+register_activation(CELU)
+register_activation(GELU)
+register_activation(GELUTanh)
+register_activation(Sigmoid)
+register_activation(LogSigmoid, "logsigmoid")
+register_activation(Tanh)
+register_activation(TanhShrink, "tanhshrink")
+register_activation(Softplus)
+register_activation(Squareplus)
+register_activation(Softsign)
+register_activation(SiLU, "swish")
+register_activation(Mish)
+register_activation(Exponential)
+
+
+# ---------------------------------------------------------------- plain functions (Keras signatures)
+def elu(x, alpha=1.0):
+    """``x if x > 0 else alpha * (exp(x) - 1)``."""
+    return ELU(alpha).forward(x)
+
+
+def selu(x):
+    """``scale * elu(x, alpha)`` with the SELU constants."""
+    return SELU().forward(x)
+
+
+def celu(x, alpha=1.0):
+    """``max(x, 0) + min(0, alpha * (exp(x / alpha) - 1))``."""
+    return CELU(alpha).forward(x)
+
+
+def gelu(x, approximate=False):
+    """``x * Phi(x)`` (exact) or its tanh approximation."""
+    return GELU(approximate).forward(x)
+
+
+def sigmoid(x):
+    """``1 / (1 + exp(-x))``."""
+    return Sigmoid().forward(x)
+
+
+def log_sigmoid(x):
+    """``log(sigmoid(x))``."""
+    return LogSigmoid().forward(x)
+
+
+def tanh(x):
+    """``tanh(x)``."""
+    return Tanh().forward(x)
+
+
+def tanh_shrink(x):
+    """``x - tanh(x)``."""
+    return TanhShrink().forward(x)
+
+
+def softplus(x, beta=1.0, threshold=None):
+    """``log(1 + exp(beta x)) / beta`` (Keras: ``beta=1``)."""
+    return Softplus(beta, threshold).forward(x)
+
+
+def squareplus(x, b=4.0):
+    """``(x + sqrt(x^2 + b)) / 2``."""
+    return Squareplus(b).forward(x)
+
+
+def softsign(x):
+    """``x / (1 + |x|)``."""
+    return Softsign().forward(x)
+
+
+def silu(x):
+    """``x * sigmoid(x)``."""
+    return SiLU().forward(x)
+
+
+swish = silu
+
+
+def mish(x):
+    """``x * tanh(softplus(x))``."""
+    return Mish().forward(x)
+
+
+def exponential(x):
+    """``exp(x)``."""
+    return Exponential().forward(x)
