@@ -43,6 +43,10 @@ CONTRACT_CASES = [
               id="MultiHeadAttention-cross"),
     LayerCase(lambda: layers.MultiHeadAttention(2, 3, value_dim=4, output_shape=7, kernel_regularizer="l2"),
               normals((2, 4, 5), (2, 3, 6), (2, 3, 2)), id="MultiHeadAttention-cross-qvk"),
+    LayerCase(lambda: layers.TransformerEncoderBlock(4, 2, 6), normal(2, 3, 4)),
+    LayerCase(lambda: layers.TransformerEncoderBlock(6, 3, 5, dropout=0.1, norm_first=False, activation="relu",
+                                                     layer_norm_epsilon=1e-3, seed=2, name="post"),
+              normal(2, 4, 6), id="TransformerEncoderBlock-post-norm"),
 ]
 
 
@@ -319,3 +323,159 @@ def test_mha_input_errors_name_layer_and_shapes():
         layer([np.zeros((2, 3, 4))] * 4)
     with pytest.raises(TypeError, match=r"Layer 'att' \(MultiHeadAttention\) expected a numeric array"):
         layer([np.zeros((2, 3, 4)), np.array([["a"]])])
+
+
+# ---------------------------------------------------------------- TransformerEncoderBlock
+ZERO_GRAD = ("attention/key_bias",)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no-dropout", "dropout"])
+@pytest.mark.parametrize("norm_first", [True, False], ids=["pre-norm", "post-norm"])
+def test_encoder_block_gradients_float64(rng, norm_first, dropout):
+    block = layers.TransformerEncoderBlock(4, 2, 5, dropout=dropout, norm_first=norm_first, seed=4)
+    x = rng.normal(size=(2, 3, 4))
+    _build64(block, x)
+    # random LayerNormalization and bias values, so that no gradient is checked at a special point
+    block.set_weights([w + rng.normal(scale=0.3, size=w.shape) for w in block.get_weights()])
+    errors = check_layer_gradients(block, x, params=[n for n in block.params if n not in ZERO_GRAD])
+    assert len(errors) == 1 + 15
+
+
+def _torch_encoder_layer(block, dtype):
+    return torch.nn.TransformerEncoderLayer(
+        block.d_model, block.num_heads, block.ff_dim, dropout=0.0, activation="gelu", batch_first=True,
+        norm_first=block.norm_first, layer_norm_eps=block.layer_norm_epsilon, dtype=torch.float64 if dtype == np.float64
+        else torch.float32).eval()
+
+
+def _torch_params(p, d):
+    """The block's parameters (fusenet names, Keras layouts) as torch TransformerEncoderLayer parameters."""
+    return {
+        "self_attn.in_proj_weight": torch.cat([_in_proj(p, f"attention/{r}") for r in ("query", "key", "value")]),
+        "self_attn.in_proj_bias": torch.cat([p[f"attention/{r}_bias"].reshape(-1) for r in ("query", "key", "value")]),
+        "self_attn.out_proj.weight": p["attention/output_kernel"].reshape(d, d).T,
+        "self_attn.out_proj.bias": p["attention/output_bias"],
+        "linear1.weight": p["feedforward_intermediate/kernel"].T,
+        "linear1.bias": p["feedforward_intermediate/bias"],
+        "linear2.weight": p["feedforward_output/kernel"].T,
+        "linear2.bias": p["feedforward_output/bias"],
+        "norm1.weight": p["attention_norm/gamma"],
+        "norm1.bias": p["attention_norm/beta"],
+        "norm2.weight": p["feedforward_norm/gamma"],
+        "norm2.bias": p["feedforward_norm/beta"],
+    }
+
+
+@requires_torch
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("norm_first", [True, False], ids=["pre-norm", "post-norm"])
+def test_encoder_block_parity_torch_transformer_encoder_layer(rng, norm_first, dtype):
+    d = 8
+    block = layers.TransformerEncoderBlock(d, 2, 12, norm_first=norm_first, dtype=dtype, bias_initializer="random_normal")
+    x = rng.normal(size=(3, 5, d))
+    block(x.astype(dtype))
+    block.set_weights([w + rng.normal(scale=0.2, size=w.shape) if w.ndim == 1 else w for w in block.get_weights()])
+    module = _torch_encoder_layer(block, dtype)
+
+    def torch_fn(xs, p):
+        return torch.func.functional_call(module, _torch_params(p, d), (xs[0],))
+
+    names = {n for n, _ in module.named_parameters()}
+    assert names == set(_torch_params({k: tensor(v) for k, v in block.params.items()}, d))
+    check_parity(block, x, torch_fn, dtype, zero_grad_params=ZERO_GRAD)
+
+
+def test_encoder_block_structure_and_weights(rng):
+    block = layers.TransformerEncoderBlock(8, 4, 16, name="enc")
+    y = block(rng.normal(size=(2, 3, 8)).astype(np.float32))
+    assert y.shape == (2, 3, 8) and y.dtype == np.float32
+    assert list(block._sublayers) == ["attention", "attention_norm", "attention_dropout", "feedforward_norm",
+                                      "feedforward_intermediate", "feedforward_output", "feedforward_dropout"]
+    attention = block._sublayers["attention"]
+    assert (attention.num_heads, attention.key_dim, attention.value_dim) == (4, 2, 2)
+    assert block._sublayers["attention_norm"].epsilon == 1e-5
+    assert [w.shape for w in block.get_weights()] == [
+        (8, 4, 2), (4, 2), (8, 4, 2), (4, 2), (8, 4, 2), (4, 2), (4, 2, 8), (8,),
+        (8,), (8,), (8,), (8,), (8, 16), (16,), (16, 8), (8,)]
+    # the block's arrays are the sublayers' own objects
+    assert block.params["feedforward_intermediate/kernel"] is block._sublayers["feedforward_intermediate"].params["kernel"]
+    assert len(block.gradient_pairs()) == 16
+    assert block.compute_output_shape((None, 3, 8)) == (None, 3, 8)
+    assert layers.TransformerEncoderBlock(8, 4, 16, dtype="float64")(np.ones((1, 2, 8))).dtype == np.float64
+
+
+def test_encoder_block_same_seed_same_block(rng):
+    x = rng.normal(size=(2, 4, 6))
+    a = layers.TransformerEncoderBlock(6, 2, 8, dropout=0.2, seed=9)
+    b = layers.TransformerEncoderBlock(6, 2, 8, dropout=0.2, seed=9)
+    np.testing.assert_array_equal(a(x, training=True), b(x, training=True))
+    np.testing.assert_array_equal(a(x), b(x))
+    a(x, training=False)
+    assert all(sub._cache is None for sub in a._sublayers.values()) and a._cache is None
+
+
+def _cross_entropy(logits, labels):
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    grad = np.exp(logp)
+    grad[np.arange(len(labels)), labels] -= 1.0
+    return float(-logp[np.arange(len(labels)), labels].mean()), grad / len(labels)
+
+
+def test_small_transformer_classifier_trains(rng):
+    """Embedding -> positions -> encoder block -> mean over time -> Dense, plain SGD: the loss falls."""
+    vocab, steps, d, classes = 6, 5, 8, 3
+    x = rng.integers(0, vocab, size=(32, steps))
+    labels = x[:, 0] % classes  # the class is decided by the first token
+    model = [layers.Embedding(vocab, d, seed=1), layers.PositionalEmbedding(steps, seed=2),
+             layers.TransformerEncoderBlock(d, 2, 16, dropout=0.1, seed=3)]
+    head = layers.Dense(classes, seed=4)
+    losses = []
+    for _ in range(40):
+        h = x
+        for layer in model:
+            h = layer(h, training=True)
+        logits = head(h.mean(axis=1), training=True)
+        loss, dlogits = _cross_entropy(logits, labels)
+        losses.append(loss)
+        for layer in [*model, head]:
+            layer.zero_grad()
+        dh = head.backward(dlogits)
+        dh = np.repeat(dh[:, None, :] / steps, steps, axis=1)
+        for layer in reversed(model):
+            dh = layer.backward(dh)
+        for layer in [*model, head]:
+            for grad, param in layer.gradient_pairs():
+                param -= 0.2 * grad
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: layers.TransformerEncoderBlock(10, 4, 8), ValueError,
+         r"TransformerEncoderBlock: expected num_heads to divide d_model.*Received: d_model=10, num_heads=4"),
+        (lambda: layers.TransformerEncoderBlock(0, 1, 8), ValueError, r"d_model=0"),
+        (lambda: layers.TransformerEncoderBlock(8, 0, 8), ValueError, r"num_heads=0"),
+        (lambda: layers.TransformerEncoderBlock(8, 2, -2, name="enc"), ValueError,
+         r"TransformerEncoderBlock\(name='enc'\): expected ff_dim to be a positive integer. Received: ff_dim=-2"),
+        (lambda: layers.TransformerEncoderBlock(8, 2, 8, dropout=1.0), ValueError, r"dropout=1.0"),
+        (lambda: layers.TransformerEncoderBlock(8, 2, 8, layer_norm_epsilon=0.0), ValueError, r"layer_norm_epsilon=0.0"),
+        (lambda: layers.TransformerEncoderBlock(8, 2, 8, layer_norm_epsilon="1e-5"), TypeError, r"layer_norm_epsilon='1e-5'"),
+        (lambda: layers.TransformerEncoderBlock(8, 2, 8, activation="nope"), ValueError, r"Unknown activation: 'nope'"),
+    ],
+)
+def test_encoder_block_invalid_hyperparameters(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_encoder_block_input_errors():
+    block = layers.TransformerEncoderBlock(8, 2, 8, name="enc")
+    with pytest.raises(ValueError, match=r"Input 0 of layer 'enc' \(TransformerEncoderBlock\).*axis -1 of input shape to have value 8.*\(2, 3, 6\)"):
+        block(np.zeros((2, 3, 6)))
+    with pytest.raises(ValueError, match=r"layer 'enc' \(TransformerEncoderBlock\).*expected ndim=3.*\(2, 8\)"):
+        block(np.zeros((2, 8)))
+    with pytest.raises(BackwardBeforeForwardError, match=r"layer 'enc' \(TransformerEncoderBlock\)"):
+        block.backward(np.zeros((2, 3, 8)))

@@ -15,8 +15,11 @@ from ..initializers import serialize as serialize_initializer
 from ..utils import check_numeric, check_positive_int, check_rate, make_rng, result_dtype
 from ._attention_math import attention_backward, attention_forward, causal_bias_t
 from .base import InputSpec, Layer, check_input
+from .core import Dense
+from .normalization import LayerNormalization
+from .regularization import Dropout
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "TransformerEncoderBlock"]
 
 _ROLES = ("query", "key", "value")
 
@@ -285,6 +288,149 @@ class MultiHeadAttention(Layer):
             "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
             "kernel_constraint": _constraints.serialize(self.kernel_constraint),
             "bias_constraint": _constraints.serialize(self.bias_constraint),
+            "seed": self.seed,
+        })
+        return config
+
+
+class TransformerEncoderBlock(Layer):
+    """A transformer encoder layer: self-attention and a feed-forward network, each in a residual branch.
+
+    Input and output ``(batch, time, d_model)``. Pre-norm (``norm_first=True``, the default)::
+
+        x = x + Dropout(MHA(LN1(x)))
+        y = x + Dropout(Dense_2(Dense_1(LN2(x))))
+
+    post-norm (``norm_first=False``, the original transformer and PyTorch's default)::
+
+        x = LN1(x + Dropout(MHA(x)))
+        y = LN2(x + Dropout(Dense_2(Dense_1(x))))
+
+    with ``MHA = MultiHeadAttention(num_heads, key_dim=d_model // num_heads, dropout=dropout)``
+    (self-attention; ``dropout`` also drops attention probabilities, as in PyTorch and keras_hub),
+    ``Dense_1 = Dense(ff_dim, activation)`` (default exact, erf-based ``"gelu"``), ``Dense_2 =
+    Dense(d_model)``, and ``LayerNormalization(epsilon=layer_norm_epsilon)``. The epsilon defaults to
+    ``1e-5``, PyTorch's and keras_hub's value (Keras's own LayerNormalization default is ``1e-3``).
+    There is no dropout between ``Dense_1`` and ``Dense_2`` (keras_hub; PyTorch has one there).
+
+    A composite of sublayers created at build (in the block's dtype, seeded from ``seed``):
+    ``attention``, ``attention_norm``, ``attention_dropout``, ``feedforward_norm``,
+    ``feedforward_intermediate``, ``feedforward_output``, ``feedforward_dropout``. Parameters appear
+    as ``"attention/query_kernel"``, ``"feedforward_norm/gamma"``, ...; ``get_weights()`` lists
+    the attention's 8 arrays, then the two norms' ``[gamma, beta]`` and the two Dense
+    ``[kernel, bias]``, which is keras_hub's ``TransformerEncoder`` order.
+    """
+
+    def __init__(self, d_model, num_heads, ff_dim, dropout=0.0, norm_first=True, activation="gelu",
+                 layer_norm_epsilon=1e-5, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 seed=None, **kwargs):
+        owner = f"TransformerEncoderBlock(name={kwargs.get('name')!r})" if kwargs.get("name") else "TransformerEncoderBlock"
+        self.d_model = check_positive_int(d_model, "d_model", owner)
+        self.num_heads = check_positive_int(num_heads, "num_heads", owner)
+        self.ff_dim = check_positive_int(ff_dim, "ff_dim", owner)
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"{owner}: expected num_heads to divide d_model (each head gets d_model // num_heads "
+                f"channels). Received: d_model={self.d_model}, num_heads={self.num_heads}"
+            )
+        self.dropout = check_rate(dropout, "dropout", owner)
+        if isinstance(layer_norm_epsilon, bool) or not isinstance(layer_norm_epsilon, numbers.Real):
+            raise TypeError(f"{owner}: expected layer_norm_epsilon to be a positive number. "
+                            f"Received: layer_norm_epsilon={layer_norm_epsilon!r}")
+        if not layer_norm_epsilon > 0:
+            raise ValueError(f"{owner}: expected layer_norm_epsilon to be a positive number. "
+                             f"Received: layer_norm_epsilon={layer_norm_epsilon}")
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        super().__init__(**kwargs)
+        self.norm_first = bool(norm_first)
+        self.activation = _activations.get(activation)
+        self.kernel_initializer = get_initializer(kernel_initializer)
+        self.bias_initializer = get_initializer(bias_initializer)
+        self.seed = seed
+        self._rng = make_rng(seed)
+        self.input_spec = InputSpec(ndim=3, axes={-1: self.d_model})
+
+    def build(self, input_shape):
+        d, dtype = self.d_model, self.dtype
+        inits = {"kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
+
+        def seed():
+            return int(self._rng.integers(0, 2**63 - 1))
+
+        def add(key, layer, in_dim):
+            layer._build_for((None, None, in_dim), dtype)
+            self.track_layer(key, layer)
+
+        name = self.name
+        add("attention", MultiHeadAttention(self.num_heads, d // self.num_heads, dropout=self.dropout, seed=seed(),
+                                            dtype=dtype, name=f"{name}_attention", **inits), d)
+        add("attention_norm", LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=dtype,
+                                                 name=f"{name}_attention_norm"), d)
+        add("attention_dropout", Dropout(self.dropout, seed=seed(), dtype=dtype, name=f"{name}_attention_dropout"), d)
+        add("feedforward_norm", LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=dtype,
+                                                   name=f"{name}_feedforward_norm"), d)
+        add("feedforward_intermediate", Dense(self.ff_dim, activation=self.activation, seed=seed(), dtype=dtype,
+                                              name=f"{name}_feedforward_intermediate", **inits), d)
+        add("feedforward_output", Dense(d, seed=seed(), dtype=dtype, name=f"{name}_feedforward_output", **inits),
+            self.ff_dim)
+        add("feedforward_dropout", Dropout(self.dropout, seed=seed(), dtype=dtype,
+                                           name=f"{name}_feedforward_dropout"), d)
+
+    def _feedforward(self, x, training):
+        s = self._sublayers
+        h = s["feedforward_intermediate"].forward(x, training)
+        h = s["feedforward_output"].forward(h, training)
+        return s["feedforward_dropout"].forward(h, training)
+
+    def _feedforward_backward(self, dy):
+        s = self._sublayers
+        dh = s["feedforward_dropout"].backward(dy)
+        dh = s["feedforward_output"].backward(dh)
+        return s["feedforward_intermediate"].backward(dh)
+
+    def _attend(self, x, training):
+        s = self._sublayers
+        return s["attention_dropout"].forward(s["attention"].forward(x, training), training)
+
+    def _attend_backward(self, dy):
+        s = self._sublayers
+        return s["attention"].backward(s["attention_dropout"].backward(dy))
+
+    def forward(self, x, training=False):
+        s = self._sublayers
+        if self.norm_first:
+            x = x + self._attend(s["attention_norm"].forward(x, training), training)
+            y = x + self._feedforward(s["feedforward_norm"].forward(x, training), training)
+        else:
+            x = s["attention_norm"].forward(x + self._attend(x, training), training)
+            y = s["feedforward_norm"].forward(x + self._feedforward(x, training), training)
+        self._save_for_backward(training, True)
+        return y
+
+    def backward(self, dy):
+        self._saved()
+        s = self._sublayers
+        dy = np.asarray(dy)
+        if self.norm_first:
+            dx = dy + s["feedforward_norm"].backward(self._feedforward_backward(dy))
+            return dx + s["attention_norm"].backward(self._attend_backward(dx))
+        dz = s["feedforward_norm"].backward(dy)
+        dx = dz + self._feedforward_backward(dz)
+        dz = s["attention_norm"].backward(dx)
+        return dz + self._attend_backward(dz)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "d_model": self.d_model,
+            "num_heads": self.num_heads,
+            "ff_dim": self.ff_dim,
+            "dropout": self.dropout,
+            "norm_first": self.norm_first,
+            "activation": _activations.serialize(self.activation),
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "kernel_initializer": serialize_initializer(self.kernel_initializer),
+            "bias_initializer": serialize_initializer(self.bias_initializer),
             "seed": self.seed,
         })
         return config
