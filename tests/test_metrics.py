@@ -303,6 +303,10 @@ def test_auc_multi_label_matches_sklearn(rng):
     # multi_label=False flattens every entry into one curve
     flat = metrics.AUC(thresholds=thresholds)(y, p)
     assert flat == pytest.approx(sk.roc_auc_score(y.ravel(), p.ravel()), rel=1e-12)
+    # ... where label_weights weight the entries of each column
+    flat = metrics.AUC(thresholds=thresholds, label_weights=lw)(y, p)
+    expected = sk.roc_auc_score(y.ravel(), p.ravel(), sample_weight=np.tile(lw, n))
+    assert flat == pytest.approx(expected, rel=1e-12)
 
 
 def test_auc_from_logits_and_clipping(binary_data):

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..utils import check_numeric, result_dtype, standardize_dtype
 
-__all__ = ["Metric", "Mean", "Sum", "MeanMetricWrapper"]
+__all__ = ["Metric", "Mean", "Sum", "MeanMetricWrapper", "FixedFunctionMetric"]
 
 #: Keras's ``backend.epsilon()``: the endpoint offset of the AUC thresholds.
 EPSILON = 1e-7
