@@ -1,1 +1,14 @@
-"""fusenet.fusion (filled in by its issue)."""
+"""Static layer fusion: pure folding math, fused layers, the pattern registry and LayerBuilder."""
+
+from . import folding
+from .base import FusedLayer
+from .builder import LayerBuilder, report
+from .dense import FusedAffineDense, FusedDenseActivation, FusedDenseBNActivation, FusedDenseDropoutActivation
+from .engine import FusionReport, LayerSpec, Pattern, register_composite, register_pattern, registered_patterns, unregister_pattern
+from . import patterns  # noqa: F401  (registers the default patterns)
+
+__all__ = [
+    "folding", "FusedLayer", "LayerBuilder", "report", "FusionReport", "LayerSpec", "Pattern", "register_pattern",
+    "unregister_pattern", "registered_patterns", "register_composite",
+    "FusedDenseBNActivation", "FusedDenseDropoutActivation", "FusedDenseActivation", "FusedAffineDense",
+]

@@ -1,0 +1,243 @@
+"""Fused Dense blocks: Dense -> [BatchNormalization] -> [activation] -> [Dropout] and friends.
+
+Inference: the BatchNormalization is folded into the kernel and bias once
+(:func:`~fusenet.fusion.folding.fold_batchnorm`), so the block is one GEMM into a fresh output
+array, the bias added in place and the activation applied in place (ReLU with ``out=``);
+Dropout is the identity and costs nothing.
+
+Training: the same parameters as the unfused layers (the Dense kernel and bias, BN gamma and
+beta, which keep receiving their own gradients) with batch statistics, the moving statistics
+updated exactly as BatchNormalization does and Dropout masks drawn from the Dropout layer's own
+generator, so the numbers equal the unfused run. The backward is one pass that reuses a single
+gradient buffer: dropout mask, activation derivative, BN backward and the two GEMMs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers.activation import _FunctionLayer
+from ..layers.core import Dense
+from ..layers.normalization import BatchNormalization, _standardize
+from ..layers.regularization import Dropout
+from .base import FusedLayer
+from .folding import fold_batchnorm, fold_dense_dense
+
+__all__ = ["FusedDenseBNActivation", "FusedDenseDropoutActivation", "FusedDenseActivation", "FusedAffineDense",
+           "is_plain_relu", "activation_of"]
+
+
+def activation_of(layer):
+    """The element-wise ActivationFunction applied by an activation layer, or ``None``."""
+    if isinstance(layer, _FunctionLayer) and getattr(layer.function, "elementwise", False):
+        return layer.function
+    return None
+
+
+def is_plain_relu(fn) -> bool:
+    """``max(x, 0)`` exactly (so it can run in place with ``np.maximum(..., out=)``)."""
+    if fn is None or fn.name != "relu":
+        return False
+    config = fn.get_config()
+    return not any(config.get(k) for k in ("negative_slope", "max_value", "threshold"))
+
+
+def _apply_activation(fn, z):
+    """``fn(z)``, in place into ``z`` for ReLU and linear; returns the output array."""
+    if fn is None or fn.name == "linear":
+        return z
+    if is_plain_relu(fn):
+        return np.maximum(z, 0, out=z)
+    return fn.forward(z)
+
+
+def _activation_backward(fn, pre, post, g):
+    """``d act`` applied to the gradient buffer ``g`` (owned by the caller, may be overwritten)."""
+    if fn is None or fn.name == "linear":
+        return g
+    if is_plain_relu(fn):
+        g *= post > 0
+        return g
+    return fn.backward(pre, post, g)
+
+
+class _FusedDenseStages(FusedLayer):
+    """Dense, then some of BN / activation / Dropout in the order of the source layers.
+
+    Subclasses only name the pattern; the stage list is read off the source layers.
+    """
+
+    def __init__(self, layers, **kwargs):
+        super().__init__(layers, **kwargs)
+        src = self.source_layers
+        if not isinstance(src[0], Dense):
+            raise TypeError(f"{type(self).__name__}: the first layer must be Dense. Received: {type(src[0]).__name__}")
+        self.dense = src[0]
+        self.bn = None
+        self.activation = None if self.dense.activation.name == "linear" else self.dense.activation
+        self.dropout = None
+        self.dropout_before_activation = False
+        for layer in src[1:]:
+            if isinstance(layer, BatchNormalization):
+                if self.bn is not None or self.activation is not None or self.dropout is not None:
+                    raise ValueError(f"{type(self).__name__}: BatchNormalization must directly follow the Dense layer.")
+                self.bn = layer
+            elif type(layer) is Dropout:
+                if self.dropout is not None:
+                    raise ValueError(f"{type(self).__name__}: at most one Dropout.")
+                self.dropout = layer
+                self.dropout_before_activation = self.activation is None
+            elif activation_of(layer) is not None:
+                if self.activation is not None:
+                    raise ValueError(f"{type(self).__name__}: at most one activation.")
+                self.activation = activation_of(layer)
+            else:
+                raise TypeError(f"{type(self).__name__}: cannot fuse {layer.describe()}.")
+        if self.dropout is not None and self.activation is None:
+            self.dropout_before_activation = False
+
+    # ------------------------------------------------------------ inference
+    def _fold(self):
+        kernel = self.dense._params["kernel"]
+        bias = self.dense._params.get("bias")
+        if self.bn is None:
+            return kernel, bias
+        bn = self.bn
+        return fold_batchnorm(kernel, bias, bn._params.get("gamma"), bn._params.get("beta"),
+                              bn._state["moving_mean"], bn._state["moving_variance"], bn.epsilon)
+
+    def _inference(self, x):
+        kernel, bias = self.folded()
+        z = x @ kernel
+        if bias is not None:
+            z += bias
+        return _apply_activation(self.activation, z)
+
+    # ------------------------------------------------------------ training
+    def forward(self, x, training=False):
+        if not training:
+            self._save_for_backward(False)
+            return self._inference(x)
+        dense = self.dense
+        z = x @ dense._params["kernel"]
+        if dense.use_bias:
+            z += dense._params["bias"]
+        bn_cache = None
+        if self.bn is not None:
+            bn = self.bn
+            rows = z.reshape(-1, z.shape[-1])
+            xhat, inv, mean, var = _standardize(rows, (0,), rows.shape[0], bn.epsilon)
+            y = xhat * bn._params["gamma"] if bn.scale else xhat.copy()
+            if bn.center:
+                y += bn._params["beta"]
+            for key, stat in (("moving_mean", mean), ("moving_variance", var)):
+                moving = bn._state[key]
+                moving *= bn.momentum
+                moving += (1.0 - bn.momentum) * stat.reshape(moving.shape)
+            bn_cache = (xhat, inv, rows.shape[0])
+            z = y.reshape(z.shape)
+        mask = None
+        dropping = self.dropout is not None and self.dropout.rate > 0
+        if dropping and self.dropout_before_activation:
+            mask = self.dropout.draw_mask(z.shape, z.dtype)
+            z *= mask
+        in_place = self.activation is None or self.activation.name == "linear" or is_plain_relu(self.activation)
+        pre = None if in_place else z  # ReLU's derivative is read off its output
+        post = _apply_activation(self.activation, z)
+        out = post
+        if dropping and not self.dropout_before_activation:
+            mask = self.dropout.draw_mask(post.shape, post.dtype)
+            out = post * mask
+        self._save_for_backward(True, x, bn_cache, mask, pre, post)
+        return out
+
+    def backward(self, dy):
+        x, bn_cache, mask, pre, post = self._saved()
+        g = np.array(dy, dtype=post.dtype, copy=True)
+        if mask is not None and not self.dropout_before_activation:
+            g *= mask
+        if self.activation is not None:
+            g = _activation_backward(self.activation, pre, post, g)
+        if mask is not None and self.dropout_before_activation:
+            g *= mask
+        if bn_cache is not None:
+            g = self._bn_backward(g, bn_cache)
+        dense = self.dense
+        g2 = g.reshape(-1, g.shape[-1])
+        dense._grads["kernel"] += x.reshape(-1, x.shape[-1]).T @ g2
+        if dense.use_bias:
+            dense._grads["bias"] += g2.sum(axis=0)
+        return g @ dense._params["kernel"].T
+
+    def _bn_backward(self, g, cache):
+        xhat, inv, count = cache
+        bn = self.bn
+        rows = g.reshape(-1, g.shape[-1])
+        dbeta = (np.ones(rows.shape[0], dtype=rows.dtype) @ rows)[None, :]
+        dgamma = np.einsum("ij,ij->j", rows, xhat)[None, :]
+        if bn.scale:
+            bn._grads["gamma"] += dgamma.reshape(bn._grads["gamma"].shape)
+        if bn.center:
+            bn._grads["beta"] += dbeta.reshape(bn._grads["beta"].shape)
+        k = inv * bn._params["gamma"] if bn.scale else inv
+        rows *= k
+        scale = k * (1.0 / count)
+        rows -= xhat * (dgamma * scale)
+        rows -= dbeta * scale
+        return rows.reshape(g.shape)
+
+
+class FusedDenseBNActivation(_FusedDenseStages):
+    """Pattern ``Dense -> BatchNormalization -> activation [-> Dropout]`` (BN and activation each optional).
+
+    Inference: one GEMM with BN folded into the kernel and bias, the activation in place, no Dropout.
+    Training: batch statistics and moving-statistics updates as BatchNormalization, one fused backward.
+    """
+
+    pattern = "Dense -> BatchNormalization -> activation [-> Dropout]"
+
+
+class FusedDenseDropoutActivation(_FusedDenseStages):
+    """Pattern ``Dense -> Dropout -> activation``: the mask and the activation in the same pass over
+    the GEMM output; at inference the Dropout is gone and the activation runs in place."""
+
+    pattern = "Dense -> Dropout -> activation"
+
+
+class FusedDenseActivation(_FusedDenseStages):
+    """Pattern ``Dense -> activation`` (also ``Dense(activation=...) -> Dropout``): bias and activation
+    applied in place on the GEMM output. With GELU this is the transformer's bias-GELU."""
+
+    pattern = "Dense -> activation"
+
+
+class FusedAffineDense(FusedLayer):
+    """Pattern ``Dense -> Dense`` with no activation on the first: at inference ONE Dense with
+    ``W = W1 @ W2`` and ``b = b1 @ W2 + b2`` (:func:`~fusenet.fusion.folding.fold_dense_dense`), then
+    the second layer's activation; in training, the two GEMMs on the original parameters."""
+
+    pattern = "Dense(linear) -> Dense"
+
+    def __init__(self, layers, **kwargs):
+        super().__init__(layers, **kwargs)
+        self.first, self.second = self.source_layers
+        if self.first.activation.name != "linear":
+            raise ValueError(f"{type(self).__name__}: the first Dense must have no activation.")
+
+    def _fold(self):
+        return fold_dense_dense(self.first._params["kernel"], self.first._params.get("bias"),
+                                self.second._params["kernel"], self.second._params.get("bias"))
+
+    def forward(self, x, training=False):
+        if not training:
+            self._save_for_backward(False)
+            kernel, bias = self.folded()
+            z = x @ kernel
+            z += bias
+            return _apply_activation(self.second.activation, z)
+        self._save_for_backward(True, True)
+        return self.second.forward(self.first.forward(x, training=True), training=True)
+
+    def backward(self, dy):
+        self._saved()
+        return self.first.backward(self.second.backward(dy))
