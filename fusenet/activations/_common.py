@@ -50,6 +50,20 @@ class _Activation(ActivationFunction):
         raise NotImplementedError
 
 
+# ---------------------------------------------------------------- branch-free helpers
+# ``np.where`` on a data-dependent mask runs several times slower than plain arithmetic, so the
+# hot paths select with masks instead: ``a * m + b * ~m`` is exactly ``np.where(m, a, b)`` while
+# ``a`` and ``b`` are finite (every branch below is finite for finite input).
+def blend(mask, a, b):
+    """``np.where(mask, a, b)`` for finite float arrays ``a`` and ``b``, computed as ``a * mask + b * ~mask``."""
+    return a * mask + b * ~mask
+
+
+def softplus0(x):
+    """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: exact in both tails, never overflows."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
 # ---------------------------------------------------------------- argument checks
 def check_real(value, name: str, owner: str, *, low=None, low_open: bool = False, allow_none: bool = False):
     """``value`` as a finite Python float (``None`` passes when ``allow_none``).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import _Activation, check_real
+from ._common import _Activation, blend, check_real
 from .base import register_activation
 
 __all__ = [
@@ -57,7 +57,7 @@ class ReLU(_Activation):
         return mask
 
     def _forward(self, x):
-        y = np.where(x > self.threshold, x, 0) if self.threshold != 0 else np.maximum(x, 0)
+        y = x * (x > self.threshold) if self.threshold != 0 else np.maximum(x, 0)
         if self.max_value is not None:
             y = np.clip(y, 0, self.max_value)
         if self.negative_slope != 0:
@@ -65,9 +65,9 @@ class ReLU(_Activation):
         return y
 
     def _backward(self, x, y, dy):
-        dx = np.where(self._pass_mask(x), dy, 0)
+        dx = dy * self._pass_mask(x)
         if self.negative_slope != 0:
-            dx = dx + self.negative_slope * np.where(x < self.threshold, dy, 0)
+            dx = dx + (self.negative_slope * dy) * (x < self.threshold)
         return dx
 
     def get_config(self):
@@ -83,7 +83,7 @@ class ReLU6(_Activation):
         return np.clip(x, 0, 6)
 
     def _backward(self, x, y, dy):
-        return np.where((x > 0) & (x < 6), dy, 0)
+        return dy * ((x > 0) & (x < 6))
 
 
 class LeakyReLU(_Activation):
@@ -96,10 +96,10 @@ class LeakyReLU(_Activation):
         self.negative_slope = check_real(negative_slope, "negative_slope", self._owner)
 
     def _forward(self, x):
-        return np.where(x > 0, x, self.negative_slope * x)
+        return np.maximum(x, 0) + self.negative_slope * np.minimum(x, 0)
 
     def _backward(self, x, y, dy):
-        return np.where(x > 0, dy, self.negative_slope * dy)
+        return blend(x > 0, dy, self.negative_slope * dy)
 
     def get_config(self):
         return {"negative_slope": self.negative_slope}
@@ -128,10 +128,10 @@ class RReLU(_Activation):
         return (self.lower + self.upper) / 2.0
 
     def _forward(self, x):
-        return np.where(x > 0, x, self.slope * x)
+        return np.maximum(x, 0) + self.slope * np.minimum(x, 0)
 
     def _backward(self, x, y, dy):
-        return np.where(x > 0, dy, self.slope * dy)
+        return blend(x > 0, dy, self.slope * dy)
 
     def get_config(self):
         return {"lower": self.lower, "upper": self.upper}
@@ -149,7 +149,7 @@ class HardSigmoid(_Activation):
         return np.clip(x + 3, 0, 6) / 6
 
     def _backward(self, x, y, dy):
-        return np.where((x > -3) & (x < 3), dy / 6, 0)
+        return (dy / 6) * ((x > -3) & (x < 3))
 
 
 class HardSiLU(_Activation):
@@ -164,7 +164,7 @@ class HardSiLU(_Activation):
         return x * np.clip(x + 3, 0, 6) / 6
 
     def _backward(self, x, y, dy):
-        return np.where(x < -3, 0, np.where(x <= 3, dy * (x / 3 + 0.5), dy))
+        return dy * ((x / 3 + 0.5) * ((x >= -3) & (x <= 3)) + (x > 3))
 
 
 class HardTanh(_Activation):
@@ -186,7 +186,7 @@ class HardTanh(_Activation):
         return np.clip(x, self.min_val, self.max_val)
 
     def _backward(self, x, y, dy):
-        return np.where((x > self.min_val) & (x < self.max_val), dy, 0)
+        return dy * ((x > self.min_val) & (x < self.max_val))
 
     def get_config(self):
         return {"min_val": self.min_val, "max_val": self.max_val}
@@ -202,10 +202,10 @@ class HardShrink(_Activation):
         self.threshold = check_real(threshold, "threshold", self._owner, low=0.0)
 
     def _forward(self, x):
-        return np.where(np.abs(x) > self.threshold, x, 0)
+        return x * (np.abs(x) > self.threshold)
 
     def _backward(self, x, y, dy):
-        return np.where(np.abs(x) > self.threshold, dy, 0)
+        return dy * (np.abs(x) > self.threshold)
 
     def get_config(self):
         return {"threshold": self.threshold}
@@ -224,11 +224,10 @@ class SoftShrink(_Activation):
         self.threshold = check_real(threshold, "threshold", self._owner, low=0.0)
 
     def _forward(self, x):
-        t = self.threshold
-        return np.where(x > t, x - t, np.where(x < -t, x + t, 0))
+        return x - np.clip(x, -self.threshold, self.threshold)
 
     def _backward(self, x, y, dy):
-        return np.where(np.abs(x) > self.threshold, dy, 0)
+        return dy * (np.abs(x) > self.threshold)
 
     def get_config(self):
         return {"threshold": self.threshold}
@@ -252,7 +251,7 @@ class Threshold(_Activation):
         return np.where(x > self.threshold, x, self.default_value).astype(x.dtype, copy=False)
 
     def _backward(self, x, y, dy):
-        return np.where(x > self.threshold, dy, 0)
+        return dy * (x > self.threshold)
 
     def get_config(self):
         return {"threshold": self.threshold, "default_value": self.default_value}
@@ -268,10 +267,10 @@ class SparsePlus(_Activation):
 
     def _forward(self, x):
         q = np.clip(x, -1, 1) + 1
-        return np.where(x >= 1, x, q * q / 4)
+        return blend(x >= 1, x, q * q / 4)
 
     def _backward(self, x, y, dy):
-        return dy * np.where(x >= 1, 1, (np.clip(x, -1, 1) + 1) / 2)
+        return dy * ((np.clip(x, -1, 1) + 1) / 2)
 
 
 class SparseSigmoid(_Activation):
@@ -283,7 +282,7 @@ class SparseSigmoid(_Activation):
         return np.clip((x + 1) / 2, 0, 1)
 
     def _backward(self, x, y, dy):
-        return np.where((x > -1) & (x < 1), dy / 2, 0)
+        return (dy / 2) * ((x > -1) & (x < 1))
 
 
 register_activation(Linear)

@@ -2,7 +2,7 @@
 
 elu, selu, celu, gelu, sigmoid, log_sigmoid, tanh, tanh_shrink, softplus, squareplus,
 softsign, silu, mish, exponential. Exponentials only ever see non-positive arguments
-(``expm1(min(x, 0))``, ``scipy.special.expit``, ``np.logaddexp``), so nothing overflows at
+(``expm1(min(x, 0))``, ``scipy.special.expit``, ``log1p(exp(-|x|))``), so nothing overflows at
 ``|x| = 1000`` in float32 or float64. The one exception is ``exponential`` itself, whose value
 exceeds the float range for ``x > log(finfo.max)``: it returns ``+inf`` there, as IEEE ``exp``
 does, without a warning.
@@ -15,7 +15,7 @@ import math
 import numpy as np
 from scipy import special
 
-from ._common import _Activation, check_real
+from ._common import _Activation, blend, check_real, softplus0
 from .base import register_activation
 
 __all__ = [
@@ -47,10 +47,11 @@ class ELU(_Activation):
         self.alpha = check_real(alpha, "alpha", self._owner)
 
     def _forward(self, x):
-        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+        return np.maximum(x, 0) + self.alpha * np.expm1(np.minimum(x, 0))
 
     def _backward(self, x, y, dy):
-        return np.where(x > 0, dy, dy * (self.alpha * np.exp(np.minimum(x, 0))))
+        pos = x > 0
+        return dy * (pos + ~pos * (self.alpha * np.exp(np.minimum(x, 0))))
 
     def get_config(self):
         return {"alpha": self.alpha}
@@ -62,10 +63,11 @@ class SELU(_Activation):
     name = "selu"
 
     def _forward(self, x):
-        return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))
+        return SELU_SCALE * (np.maximum(x, 0) + SELU_ALPHA * np.expm1(np.minimum(x, 0)))
 
     def _backward(self, x, y, dy):
-        return dy * np.where(x > 0, SELU_SCALE, (SELU_SCALE * SELU_ALPHA) * np.exp(np.minimum(x, 0)))
+        pos = x > 0
+        return (SELU_SCALE * dy) * (pos + ~pos * (SELU_ALPHA * np.exp(np.minimum(x, 0))))
 
 
 class CELU(_Activation):
@@ -81,10 +83,11 @@ class CELU(_Activation):
         self.alpha = check_real(alpha, "alpha", self._owner, low=0.0, low_open=True)
 
     def _forward(self, x):
-        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0) / self.alpha))
+        return np.maximum(x, 0) + self.alpha * np.expm1(np.minimum(x, 0) / self.alpha)
 
     def _backward(self, x, y, dy):
-        return np.where(x > 0, dy, dy * np.exp(np.minimum(x, 0) / self.alpha))
+        pos = x > 0
+        return dy * (pos + ~pos * np.exp(np.minimum(x, 0) / self.alpha))
 
     def get_config(self):
         return {"alpha": self.alpha}
@@ -157,12 +160,12 @@ class Sigmoid(_Activation):
 
 
 class LogSigmoid(_Activation):
-    """``y = log(sigmoid(x)) = -softplus(-x)`` (``-logaddexp(0, -x)``); derivative ``sigmoid(-x)``."""
+    """``y = log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``; derivative ``sigmoid(-x)``."""
 
     name = "log_sigmoid"
 
     def _forward(self, x):
-        return -np.logaddexp(0, -x)
+        return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
 
     def _backward(self, x, y, dy):
         return dy * special.expit(-x)
@@ -195,7 +198,7 @@ class TanhShrink(_Activation):
 
 
 class Softplus(_Activation):
-    """``y = log(1 + exp(beta x)) / beta`` via ``np.logaddexp``; derivative ``sigmoid(beta x)``.
+    """``y = log(1 + exp(beta x)) / beta`` (as ``max(z, 0) + log1p(exp(-|z|))``, ``z = beta x``); derivative ``sigmoid(beta x)``.
 
     Keras' softplus is ``beta=1``; ``threshold`` (torch's option, ``None`` here by default)
     makes ``y = x`` where ``beta * x > threshold``.
@@ -210,18 +213,19 @@ class Softplus(_Activation):
 
     def _forward(self, x):
         bx = self.beta * x if self.beta != 1 else x
-        y = np.logaddexp(0, bx)
+        y = softplus0(bx)
         if self.beta != 1:
             y = y / self.beta
         if self.threshold is not None:
-            y = np.where(bx > self.threshold, x, y)
+            y = blend(bx > self.threshold, x, y)
         return y
 
     def _backward(self, x, y, dy):
         bx = self.beta * x if self.beta != 1 else x
         d = special.expit(bx)
         if self.threshold is not None:
-            d = np.where(bx > self.threshold, 1, d)
+            linear = bx > self.threshold
+            d = linear + ~linear * d
         return dy * d
 
     def get_config(self):
@@ -246,7 +250,7 @@ class Squareplus(_Activation):
         h = np.hypot(x, math.sqrt(self.b))
         neg = x < 0
         stable = np.divide(self.b, h - x, out=np.zeros_like(h), where=neg)
-        return np.where(neg, stable, x + h), h
+        return stable + (x + h) * ~neg, h
 
     def _forward(self, x):
         return self._twice(x)[0] / 2
@@ -291,10 +295,10 @@ class Mish(_Activation):
     name = "mish"
 
     def _forward(self, x):
-        return x * np.tanh(np.logaddexp(0, x))
+        return x * np.tanh(softplus0(x))
 
     def _backward(self, x, y, dy):
-        t = np.tanh(np.logaddexp(0, x))
+        t = np.tanh(softplus0(x))
         return dy * (t + x * (1 - t * t) * special.expit(x))
 
 

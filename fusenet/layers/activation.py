@@ -25,7 +25,7 @@ from .. import activations as _activations
 from .. import constraints as _constraints
 from .. import regularizers as _regularizers
 from ..activations import functions as _fn
-from ..activations._common import check_real, config_axis, resolve_axes
+from ..activations._common import blend, check_real, config_axis, resolve_axes
 from ..initializers import get as get_initializer
 from ..initializers import serialize as serialize_initializer
 from ..utils import check_in, make_rng
@@ -214,7 +214,7 @@ class PReLU(Layer):
         self.input_spec = InputSpec(ndim=rank, axes={i: input_shape[i] for i in range(1, rank) if i not in shared})
 
     def forward(self, x, training=False):
-        y = np.where(x > 0, x, self._params["alpha"] * x)
+        y = np.maximum(x, 0) + self._params["alpha"] * np.minimum(x, 0)
         self._save_for_backward(training, x)
         return y
 
@@ -222,7 +222,7 @@ class PReLU(Layer):
         (x,) = self._saved()
         alpha = self._params["alpha"]
         self._grads["alpha"] += np.sum(dy * np.minimum(x, 0), axis=self._reduce_axes, keepdims=True)[0]
-        return np.where(x > 0, dy, alpha * dy)
+        return blend(x > 0, dy, alpha * dy)
 
     def get_config(self):
         config = super().get_config()
@@ -257,11 +257,11 @@ class RReLU(Layer):
             return self.function.forward(x)
         slopes = self._rng.uniform(self.lower, self.upper, size=x.shape).astype(x.dtype, copy=False)
         self._save_for_backward(True, x, slopes)
-        return np.where(x > 0, x, slopes * x)
+        return np.maximum(x, 0) + slopes * np.minimum(x, 0)
 
     def backward(self, dy):
         x, slopes = self._saved()
-        return np.where(x > 0, dy, slopes * dy)
+        return blend(x > 0, dy, slopes * dy)
 
     def get_config(self):
         config = super().get_config()
