@@ -119,10 +119,8 @@ def assert_histories(ours, theirs, what):
 
 
 # ---------------------------------------------------------------- parity with torch.optim
-T = None  # set lazily: torch.optim
-
-
 def _t():
+    """torch.optim, looked up when a case runs (the module imports without torch)."""
     return torch.optim
 
 
@@ -576,6 +574,13 @@ def test_state_before_any_update_and_with_a_schedule():
                      "slot_names": [], "slots": []}
     opt.set_state({**state, "iterations": 10})
     assert opt.learning_rate == pytest.approx(0.05)
+    built = optimizers.Adam()
+    built.apply_gradients([(np.ones(2), np.ones(2))])
+    built.set_state(optimizers.Adam().get_state())  # back to a fresh optimizer
+    assert not built.built and built.iterations == 0
+    p = np.zeros(3)
+    built.apply_gradients([(np.ones(3), p)])
+    assert built.get_state()["param_shapes"] == [[3]]
 
 
 @pytest.mark.parametrize("name", sorted(ALL_OPTIMIZERS))

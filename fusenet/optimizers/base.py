@@ -436,7 +436,8 @@ class Optimizer:
         Everything is checked before anything changes: a state of another optimizer class, a
         malformed entry, a slot whose shape does not fit its parameter, or parameter shapes that
         differ from those this optimizer was built for raise ``ValueError``. Before the first
-        update the slots are kept and checked against the parameters when they arrive.
+        update the slots are kept and checked against the parameters when they arrive; a state
+        taken before any update makes a built optimizer fresh again (slots created anew).
         """
         owner = f"{type(self).__name__}.set_state"
         if not isinstance(state, dict):
@@ -486,9 +487,10 @@ class Optimizer:
                 )
             given.setdefault(i, {})[k] = arr
         extra = self._check_extra_state(state)
-        if self._slots is not None:
-            if shapes is None:
-                raise ValueError(f"{owner}: this optimizer is built, but the state has no slots (param_shapes=None).")
+        if self._slots is not None and shapes is None:  # a state from before the first update: start afresh
+            self._slots = self._shapes = self._decay_mask = None
+            self._pending = None
+        elif self._slots is not None:
             if shapes != self._shapes:
                 raise ValueError(
                     f"{owner}: the state is for parameters with shapes {shapes}, but this optimizer was built for "
