@@ -285,6 +285,13 @@ def test_definitions():
     assert not A.get("softmax").elementwise and A.get("relu").elementwise
 
 
+def test_config_lists_only_non_defaults():
+    assert A.serialize(A.get("softplus")) == "softplus" and A.ELU(alpha=1) == A.get("elu")
+    assert A.serialize(A.LeakyReLU(0.1)) == {"class_name": "leaky_relu", "config": {"negative_slope": 0.1}}
+    assert A.serialize(A.Softmax(axis=(1, 2))) == {"class_name": "softmax", "config": {"axis": [1, 2]}}
+    assert A.deserialize({"class_name": "threshold", "config": {"threshold": 0.5}}) == A.Threshold(0.5, 0.0)
+
+
 def test_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match=r"Unknown activation: 'nope'. Expected one of \[.*'gelu'.*'relu'.*'sparsemax'"):
         A.get("nope")
@@ -512,9 +519,10 @@ def test_activation_layer_config():
     assert layer.get_config()["activation"] == {"class_name": "softmax", "config": {"axis": [0, 1]}}
     clone = layers.deserialize(layers.serialize(layer))
     assert clone.activation == layer.activation
-    assert layers.Activation("relu").get_config()["activation"] == {
-        "class_name": "relu", "config": {"negative_slope": 0.0, "max_value": None, "threshold": 0.0}}
-    assert layers.Activation("sigmoid").get_config()["activation"] == "sigmoid"
+    assert layers.Activation("relu").get_config()["activation"] == "relu"
+    assert layers.Activation(A.ReLU(max_value=6)).get_config()["activation"] == {
+        "class_name": "relu", "config": {"max_value": 6.0}}
+    assert layers.Dense(2, activation="gelu").get_config()["activation"] == "gelu"
     assert layers.Activation("glu").compute_output_shape((None, 4, 6)) == (None, 4, 3)
     assert layers.GLU(axis=1).compute_output_shape((None, 4, 6)) == (None, 2, 6)
 

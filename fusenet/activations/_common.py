@@ -7,6 +7,7 @@ before ``_forward`` and casts the gradient back to the input's dtype after ``_ba
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
@@ -42,6 +43,15 @@ class _Activation(ActivationFunction):
     def compute_output_shape(self, input_shape):
         """Output shape for ``input_shape``: unchanged for every activation but GLU."""
         return tuple(input_shape)
+
+    def _config(self, **values) -> dict:
+        """The hyper-parameters in ``values`` that differ from the constructor's defaults.
+
+        So an activation at its defaults has an empty config and :func:`serialize` writes its
+        bare name (``"relu"``), as Keras does; the constructor restores the omitted defaults.
+        """
+        params = inspect.signature(type(self).__init__).parameters
+        return {k: v for k, v in values.items() if k not in params or params[k].default != v}
 
     def _forward(self, x):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -50,7 +50,7 @@ class _AlongAxis(_Activation):
         return resolve_axes(self.axis, x.shape, self._owner)
 
     def get_config(self):
-        return {"axis": config_axis(self.axis)}
+        return self._config(axis=config_axis(self.axis))
 
 
 class Softmax(_AlongAxis):

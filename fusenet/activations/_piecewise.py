@@ -71,7 +71,7 @@ class ReLU(_Activation):
         return dx
 
     def get_config(self):
-        return {"negative_slope": self.negative_slope, "max_value": self.max_value, "threshold": self.threshold}
+        return self._config(negative_slope=self.negative_slope, max_value=self.max_value, threshold=self.threshold)
 
 
 class ReLU6(_Activation):
@@ -102,7 +102,7 @@ class LeakyReLU(_Activation):
         return blend(x > 0, dy, self.negative_slope * dy)
 
     def get_config(self):
-        return {"negative_slope": self.negative_slope}
+        return self._config(negative_slope=self.negative_slope)
 
 
 class RReLU(_Activation):
@@ -134,7 +134,7 @@ class RReLU(_Activation):
         return blend(x > 0, dy, self.slope * dy)
 
     def get_config(self):
-        return {"lower": self.lower, "upper": self.upper}
+        return self._config(lower=self.lower, upper=self.upper)
 
 
 class HardSigmoid(_Activation):
@@ -189,7 +189,7 @@ class HardTanh(_Activation):
         return dy * ((x > self.min_val) & (x < self.max_val))
 
     def get_config(self):
-        return {"min_val": self.min_val, "max_val": self.max_val}
+        return self._config(min_val=self.min_val, max_val=self.max_val)
 
 
 class HardShrink(_Activation):
@@ -208,7 +208,7 @@ class HardShrink(_Activation):
         return dy * (np.abs(x) > self.threshold)
 
     def get_config(self):
-        return {"threshold": self.threshold}
+        return self._config(threshold=self.threshold)
 
 
 class SoftShrink(_Activation):
@@ -230,7 +230,7 @@ class SoftShrink(_Activation):
         return dy * (np.abs(x) > self.threshold)
 
     def get_config(self):
-        return {"threshold": self.threshold}
+        return self._config(threshold=self.threshold)
 
 
 class Threshold(_Activation):
@@ -254,7 +254,7 @@ class Threshold(_Activation):
         return dy * (x > self.threshold)
 
     def get_config(self):
-        return {"threshold": self.threshold, "default_value": self.default_value}
+        return self._config(threshold=self.threshold, default_value=self.default_value)
 
 
 class SparsePlus(_Activation):

@@ -54,7 +54,7 @@ class ELU(_Activation):
         return dy * (pos + ~pos * (self.alpha * np.exp(np.minimum(x, 0))))
 
     def get_config(self):
-        return {"alpha": self.alpha}
+        return self._config(alpha=self.alpha)
 
 
 class SELU(_Activation):
@@ -90,7 +90,7 @@ class CELU(_Activation):
         return dy * (pos + ~pos * np.exp(np.minimum(x, 0) / self.alpha))
 
     def get_config(self):
-        return {"alpha": self.alpha}
+        return self._config(alpha=self.alpha)
 
 
 class GELU(_Activation):
@@ -131,7 +131,7 @@ class GELU(_Activation):
         return dy * (cdf + xc * pdf)
 
     def get_config(self):
-        return {"approximate": self.approximate}
+        return self._config(approximate=self.approximate)
 
 
 class GELUTanh(GELU):
@@ -229,7 +229,7 @@ class Softplus(_Activation):
         return dy * d
 
     def get_config(self):
-        return {"beta": self.beta, "threshold": self.threshold}
+        return self._config(beta=self.beta, threshold=self.threshold)
 
 
 class Squareplus(_Activation):
@@ -260,7 +260,7 @@ class Squareplus(_Activation):
         return dy * np.divide(s, 2 * h, out=np.full_like(h, 0.5), where=h > 0)
 
     def get_config(self):
-        return {"b": self.b}
+        return self._config(b=self.b)
 
 
 class Softsign(_Activation):

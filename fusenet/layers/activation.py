@@ -44,7 +44,9 @@ class _FunctionLayer(Layer):
 
     Subclasses validate their hyper-parameters by building the function with
     ``_owner=self.describe()`` (so that messages name the layer) and list them in ``_hyper``
-    for ``get_config``.
+    for ``get_config``. Invariant that fusion relies on: ``forward``/``backward`` compute exactly
+    ``function.forward``/``function.backward`` (layers with any other behaviour, such as the
+    random RReLU or the trainable PReLU, do not derive from this class).
     """
 
     _hyper: tuple[str, ...] = ()
