@@ -160,6 +160,10 @@ class MultiHeadAttention(Layer):
             return [("query",), ("key", "value")]
         return [("query",), ("value",), ("key",)]
 
+    def _scalar(self, value):
+        """``value`` as a scalar of the layer's dtype (keeps float32 arithmetic in float32)."""
+        return np.dtype(self.dtype).type(value)
+
     def _width(self, role):
         return self.num_heads * (self.value_dim if role == "value" else self.key_dim)
 
@@ -184,7 +188,7 @@ class MultiHeadAttention(Layer):
         multi = isinstance(x, (list, tuple))
         xs = list(x) if multi else [x]
         h = self.num_heads
-        scale = self.dtype_type(1.0 / math.sqrt(self.key_dim))
+        scale = self._scalar(1.0 / math.sqrt(self.key_dim))
         groups = self._groups(len(xs))
         heads, packed, flats = {}, [], []
         for xi, roles in zip(xs, groups):
@@ -211,7 +215,7 @@ class MultiHeadAttention(Layer):
             keep = 1.0 - self.dropout
             draw = self._rng.random((batch, h, s, t), dtype=np.float64 if self.dtype == "float64" else np.float32)
             mask = (draw < keep).astype(self.dtype)
-            mask *= self.dtype_type(1.0 / keep)
+            mask *= self._scalar(1.0 / keep)
         out, probs, dropped = attention_forward(q, k, v, bias, mask)
         ctx = out.transpose(0, 2, 1, 3).reshape(batch * t, -1)
         w_out = self._params["output_kernel"]
@@ -221,10 +225,6 @@ class MultiHeadAttention(Layer):
             y += self._params["output_bias"]
         self._save_for_backward(training, multi, flats, packed, q, k, v, probs, dropped, mask, ctx, scale)
         return y.reshape(batch, t, -1)
-
-    @property
-    def dtype_type(self):
-        return np.dtype(self.dtype).type
 
     def backward(self, dy):
         multi, flats, packed, q, k, v, probs, dropped, mask, ctx, scale = self._saved()
