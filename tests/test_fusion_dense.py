@@ -136,3 +136,23 @@ def test_factories_train(rng):
     assert [w.shape for w in block.get_weights()] == [(3, 8), (8,), (8,), (8,), (8,), (8,)]
     assert LayerBuilder.dense_activation(5)(rng.normal(size=(2, 3))).shape == (2, 5)
     assert LayerBuilder.dense_dropout_activation(5, 0.5)(rng.normal(size=(2, 3))).shape == (2, 5)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_matcher_recurses_into_residual_without_sharing_layers(rng, training):
+    def make():
+        body = [layers.Dense(4), layers.BatchNormalization(), layers.ReLU(), layers.Dense(4)]
+        return [layers.Residual(body), layers.ReLU()]
+
+    x = rng.normal(size=(8, 4))
+    seq = make()
+    for layer in seq:
+        x_out = layer(x, training=True)
+    out = LayerBuilder.optimize_sequence(seq, training=training)
+    block = out[0]
+    assert block is not seq[0] and isinstance(block.body[0], FusedDenseBNActivation)
+    assert block.body[1] is not seq[0].body[3]  # nothing shared with the source model
+    ref = seq[1](seq[0](x, training=training), training=training)
+    got = out[1](block(x, training=training), training=training)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+    assert x_out.shape == got.shape

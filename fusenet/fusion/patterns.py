@@ -13,7 +13,8 @@ from ..layers.normalization import BatchNormalization
 from ..layers.regularization import Dropout
 from .dense import (FusedAffineDense, FusedDenseActivation, FusedDenseBNActivation, FusedDenseDropoutActivation,
                     activation_of)
-from .engine import LayerSpec, Pattern, register_pattern
+from ..layers.composite import Residual
+from .engine import LayerSpec, Pattern, copy_composite, register_composite, register_pattern
 
 __all__ = ["DENSE_LINEAR", "DENSE_ACTIVATED", "BATCHNORM", "ACTIVATION", "DROPOUT", "bn_condition"]
 
@@ -69,3 +70,24 @@ for _pattern in [
     Pattern("dense_dense", (DENSE_LINEAR, Dense), _make(FusedAffineDense), None, FusedAffineDense.pattern),
 ]:
     register_pattern(_pattern)
+
+
+def _rebuild_residual(block, optimize_list):
+    """A copy of the Residual whose body and shortcut went through the matcher (``None`` if nothing fused).
+
+    The block is copied first, so the new block shares no layer with the source model."""
+    clone = copy_composite(block)
+    body, shortcut = optimize_list(clone.body), optimize_list(clone.shortcut)
+    if _same(body, clone.body) and _same(shortcut, clone.shortcut):
+        return None
+    new = Residual(body, shortcut=shortcut, merge=clone.merge, name=block.name, dtype=block.dtype)
+    if block.built:
+        new.built, new.build_input_shape = True, block.build_input_shape
+    return new
+
+
+def _same(new, old):
+    return len(new) == len(old) and all(a is b for a, b in zip(new, old))
+
+
+register_composite(Residual, _rebuild_residual)

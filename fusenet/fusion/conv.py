@@ -1,0 +1,3 @@
+"""Fused layers of the conv family."""
+
+__all__ = []

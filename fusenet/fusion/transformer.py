@@ -1,0 +1,3 @@
+"""Fused layers of the transformer family."""
+
+__all__ = []
