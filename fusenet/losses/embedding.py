@@ -31,7 +31,7 @@ def _pair_labels(loss: Loss, y_true, yp: np.ndarray) -> np.ndarray:
 
 
 def _check_packed(loss: Loss, yp: np.ndarray, k: int, what: str):
-    if yp.ndim != 3:
+    if yp.ndim != 3 or yp.shape[1] != k:
         raise ValueError(
             f"{loss.describe()}: expected y_pred of shape (batch, {k}, dim) holding {what} stacked along axis 1. "
             f"Received: y_pred.shape={yp.shape}"
