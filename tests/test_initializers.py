@@ -36,6 +36,11 @@ def test_seeded_by_set_random_seed():
     np.testing.assert_array_equal(initializers.HeUniform(seed=1)((4,)), initializers.HeUniform(seed=1)((4,)))
 
 
+def test_keras_short_aliases():
+    assert isinstance(initializers.get("uniform"), initializers.RandomUniform)
+    assert isinstance(initializers.get("normal"), initializers.RandomNormal)
+
+
 def test_unknown_name_lists_valid():
     with pytest.raises(ValueError, match=r"Unknown initializer: 'glorot'. Expected one of \[.*'he_normal'"):
         initializers.get("glorot")
