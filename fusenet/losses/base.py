@@ -91,14 +91,7 @@ class Loss:
     # ------------------------------------------------------------ public API
     def __call__(self, y_true, y_pred, sample_weight=None):
         """The reduced loss (a Python float), or the weighted per-sample losses with ``"none"``."""
-        ev = self._evaluate(y_true, y_pred, sample_weight)
-        values = ev["losses"] if ev["weights"] is None else ev["losses"] * ev["weights"]
-        if self.reduction == "none":
-            return values.astype(ev["out_dtype"], copy=False)
-        divisor = self._divisor(ev["losses"], ev["weights"])
-        if divisor == 0:
-            return 0.0
-        return float(np.sum(values) / divisor)
+        return self._value(self._evaluate(y_true, y_pred, sample_weight))
 
     def gradient(self, y_true, y_pred, sample_weight=None) -> np.ndarray:
         """The gradient of ``self(y_true, y_pred, sample_weight)`` with respect to ``y_pred``.
@@ -106,18 +99,12 @@ class Loss:
         With reduction ``"none"`` it is the gradient of the sum of the weighted per-sample
         losses. The result has ``y_pred``'s shape and float dtype.
         """
+        return self._gradient(self._evaluate(y_true, y_pred, sample_weight))
+
+    def value_and_gradient(self, y_true, y_pred, sample_weight=None):
+        """``(self(...), self.gradient(...))`` from one forward pass (what a training step needs)."""
         ev = self._evaluate(y_true, y_pred, sample_weight)
-        losses, weights = ev["losses"], ev["weights"]
-        dtype = losses.dtype
-        divisor = 1 if self.reduction == "none" else self._divisor(losses, weights)
-        if divisor == 0:
-            dl = np.zeros(losses.shape, dtype=dtype)
-        elif weights is None:
-            dl = np.full(losses.shape, 1.0 / divisor, dtype=dtype)
-        else:
-            dl = (weights / divisor).astype(dtype, copy=False)
-        grad = self._backward(ev["yt"], ev["yp"], ev["cache"], dl)
-        return np.asarray(grad).reshape(ev["shape"]).astype(ev["out_dtype"], copy=False)
+        return self._value(ev), self._gradient(ev)
 
     def describe(self) -> str:
         """``"loss 'name' (Class)"``, for messages."""
@@ -151,6 +138,28 @@ class Loss:
         raise NotImplementedError
 
     # ------------------------------------------------------------ machinery
+    def _value(self, ev):
+        values = ev["losses"] if ev["weights"] is None else ev["losses"] * ev["weights"]
+        if self.reduction == "none":
+            return values.astype(ev["out_dtype"], copy=False)
+        divisor = self._divisor(ev["losses"], ev["weights"])
+        if divisor == 0:
+            return 0.0
+        return float(np.sum(values) / divisor)
+
+    def _gradient(self, ev):
+        losses, weights = ev["losses"], ev["weights"]
+        dtype = losses.dtype
+        divisor = 1 if self.reduction == "none" else self._divisor(losses, weights)
+        if divisor == 0:
+            dl = np.zeros(losses.shape, dtype=dtype)
+        elif weights is None:
+            dl = np.full(losses.shape, 1.0 / divisor, dtype=dtype)
+        else:
+            dl = (weights / divisor).astype(dtype, copy=False)
+        grad = self._backward(ev["yt"], ev["yp"], ev["cache"], dl)
+        return np.asarray(grad).reshape(ev["shape"]).astype(ev["out_dtype"], copy=False)
+
     def _evaluate(self, y_true, y_pred, sample_weight) -> dict:
         y_pred = check_numeric(y_pred, f"{self.describe()}: y_pred")
         out_dtype = result_dtype(y_pred)

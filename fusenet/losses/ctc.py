@@ -139,4 +139,4 @@ class CTC(Loss):
         return {**super().get_config(), "zero_infinity": self.zero_infinity}
 
 
-register_loss(CTC, "CTCLoss", "ctc_loss")
+register_loss(CTC)

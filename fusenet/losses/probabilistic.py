@@ -12,23 +12,35 @@ __all__ = ["KLDivergence", "Poisson", "PoissonNLL", "GaussianNLL"]
 
 
 class KLDivergence(ElementwiseLoss):
-    """Kullback-Leibler divergence of probabilities (Keras ``KLDivergence``).
+    """Kullback-Leibler divergence (Keras ``KLDivergence``; torch ``KLDivLoss`` with ``log_input=True``).
 
-    ``l = sum(t * log(t / p), axis=-1)`` with ``t = clip(y_true, 1e-7, 1)`` and
-    ``p = clip(y_pred, 1e-7, 1)`` (the gradient is 0 where ``y_pred`` is clipped). Shapes:
-    ``y_true`` and ``y_pred`` equal, ``(batch, ..., C)``; per-sample losses ``(batch, ...)``.
-    torch's ``KLDivLoss`` takes log-probabilities: ``KLDivLoss(reduction="none")(log p, t).sum(-1)``
-    is this loss.
+    Default (Keras): ``l = sum(t * log(t / p), axis=-1)`` with ``t = clip(y_true, 1e-7, 1)`` and
+    ``p = clip(y_pred, 1e-7, 1)`` probabilities (the gradient is 0 where ``y_pred`` is clipped).
+    ``log_input=True`` (torch's convention): ``y_pred`` holds log-probabilities and
+    ``l = sum(t * (log t - y_pred), axis=-1)`` with ``t = y_true`` unclipped (``0 log 0 = 0``),
+    so ``"sum_over_batch_size"`` on ``(batch, C)`` inputs is torch's ``reduction="batchmean"``.
+    Shapes: ``y_true`` and ``y_pred`` equal, ``(batch, ..., C)``; per-sample losses ``(batch, ...)``.
     """
 
     _default_name = "kl_divergence"
     _reduce_op = "sum"
 
+    def __init__(self, log_input=False, reduction="sum_over_batch_size", name=None):
+        super().__init__(reduction=reduction, name=name)
+        self.log_input = check_bool(type(self).__name__, log_input, "log_input")
+
     def _elementwise(self, yt, yp):
+        if self.log_input:
+            positive = yt > 0
+            t_log_t = np.where(positive, yt * np.log(np.where(positive, yt, 1.0)), 0.0)
+            return t_log_t - yt * yp, -yt
         t = np.clip(yt, EPSILON, 1.0)
         p = np.clip(yp, EPSILON, 1.0)
         inside = (yp >= EPSILON) & (yp <= 1.0)
         return t * np.log(t / p), np.where(inside, -t / p, 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "log_input": self.log_input}
 
 
 class Poisson(ElementwiseLoss):
