@@ -406,3 +406,19 @@ def test_losses_import_only_numpy_scipy_and_utils():
                     assert node.module == "utils", f"{path.name} imports ..{node.module}"
                 else:
                     assert node.level == 1, f"{path.name}: relative import of level {node.level}"
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_focal_with_gamma_zero_is_crossentropy(from_logits, rng):
+    """Keras: with gamma = 0 (and alpha = 1) the focal losses are the plain cross-entropies."""
+    yt = rng.integers(0, 2, size=(3, 4)).astype(float)
+    yp = rng.normal(size=(3, 4)) if from_logits else rng.uniform(0.05, 0.95, size=(3, 4))
+    focal = losses.BinaryFocalCrossentropy(gamma=0.0, from_logits=from_logits)
+    bce = losses.BinaryCrossentropy(from_logits=from_logits)
+    assert focal(yt, yp) == pytest.approx(bce(yt, yp), rel=1e-12)
+    np.testing.assert_allclose(focal.gradient(yt, yp), bce.gradient(yt, yp), rtol=1e-12)
+    onehot = np.eye(4)[rng.integers(0, 4, size=3)]
+    cfocal = losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=0.0, from_logits=from_logits)
+    cce = losses.CategoricalCrossentropy(from_logits=from_logits)
+    assert cfocal(onehot, yp) == pytest.approx(cce(onehot, yp), rel=1e-12)
+    np.testing.assert_allclose(cfocal.gradient(onehot, yp), cce.gradient(onehot, yp), rtol=1e-10, atol=1e-14)

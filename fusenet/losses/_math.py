@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sigmoid", "log_sigmoid", "softplus", "log_softmax", "softmax", "pow_and_grad", "pnorm_and_grad"]
+__all__ = ["sigmoid", "log_sigmoid", "softplus", "log_softmax", "pow_and_grad", "pnorm_and_grad"]
 
 
 def sigmoid(x):
@@ -27,13 +27,6 @@ def log_softmax(x, axis=-1):
     """``x - logsumexp(x)`` along ``axis`` (max-shifted)."""
     shifted = x - np.max(x, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
-
-
-def softmax(x, axis=-1):
-    """``exp(log_softmax(x))``."""
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def pow_and_grad(base, gamma: float):

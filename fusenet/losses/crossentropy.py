@@ -18,7 +18,7 @@ import numbers
 
 import numpy as np
 
-from ._math import log_softmax, pow_and_grad, sigmoid, softmax, softplus
+from ._math import log_softmax, pow_and_grad, sigmoid, softplus
 from .base import (
     EPSILON,
     ElementwiseLoss,
