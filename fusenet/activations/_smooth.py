@@ -34,6 +34,50 @@ _GELU_TANH_C = 0.044715
 # beyond these magnitudes the Gaussian density / the tanh of the cubic are exactly 0 / +-1 in
 # float64, so clipping before squaring or cubing changes nothing but avoids overflow
 _GELU_CLIP = 40.0
+
+# float32 erf as a rational function on [-4, 4] (the polynomial of Eigen's/XLA's fast float32
+# erf; |error| < 5e-7 against the float64 erf, erf(+-4) rounds to +-1 in float32). SciPy's erf
+# computes in float64 and is ~4.5x slower on float32 arrays: GELU is the hot spot of a transformer.
+_ERF_NUM = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+            -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+_ERF_DEN = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+            -1.42647390514189e-02)
+_ERF_BLOCK = 16384  # elements per block: the temporaries stay in the L1/L2 cache
+
+
+def erf_float32(x: np.ndarray) -> np.ndarray:
+    """``erf(x)`` for a float32 array, in cache-sized blocks with preallocated temporaries."""
+    flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    out = np.empty_like(flat)
+    n = min(_ERF_BLOCK, flat.size)
+    x2, p, q = (np.empty(n, dtype=np.float32) for _ in range(3))
+    for start in range(0, flat.size, _ERF_BLOCK):
+        xb = out[start:start + _ERF_BLOCK]
+        m = xb.size
+        np.clip(flat[start:start + m], -4.0, 4.0, out=xb)
+        xx, pp, qq = x2[:m], p[:m], q[:m]
+        np.multiply(xb, xb, out=xx)
+        pp.fill(_ERF_NUM[0])
+        for a in _ERF_NUM[1:]:
+            pp *= xx
+            pp += a
+        qq.fill(_ERF_DEN[0])
+        for b in _ERF_DEN[1:]:
+            qq *= xx
+            qq += b
+        pp *= xb
+        np.divide(pp, qq, out=xb)
+    return out.reshape(np.shape(x))
+
+
+def _normal_cdf(x):
+    """``Phi(x) = erfc(-x / sqrt(2)) / 2``: the fast erf in float32, SciPy's erfc otherwise."""
+    if x.dtype == np.float32:
+        cdf = erf_float32(x * np.float32(_SQRT_HALF))
+        cdf += 1.0
+        cdf *= 0.5
+        return cdf
+    return 0.5 * special.erfc(-_SQRT_HALF * x)
 _GELU_TANH_CLIP = 1e4
 
 
@@ -118,7 +162,7 @@ class GELU(_Activation):
         if self.approximate:
             _, t = self._tanh_inner(x)
             return 0.5 * x * (1 + t)
-        return 0.5 * x * special.erfc(-_SQRT_HALF * x)
+        return x * _normal_cdf(x)
 
     def _backward(self, x, y, dy):
         if self.approximate:
@@ -126,7 +170,7 @@ class GELU(_Activation):
             d = 0.5 * (1 + t) + 0.5 * xc * (1 - t * t) * _GELU_TANH_K * (1 + 3 * _GELU_TANH_C * xc * xc)
             return dy * d
         xc = np.clip(x, -_GELU_CLIP, _GELU_CLIP)
-        cdf = 0.5 * special.erfc(-_SQRT_HALF * x)
+        cdf = _normal_cdf(x)
         pdf = _INV_SQRT_2PI * np.exp(-0.5 * xc * xc)
         return dy * (cdf + xc * pdf)
 
