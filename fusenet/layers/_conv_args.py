@@ -91,9 +91,10 @@ def check_groups(groups, filters, owner: str) -> int:
 def _too_small(layer, a, n, k, d, padding, input_shape, what):
     _, before, after = conv_padding(n, k, 1, d, padding)
     eff = (k - 1) * d + 1
+    extent = f" (dilated extent {eff})" if d > 1 else ""
     raise ValueError(
         f"{layer.describe()}: the {what} is larger than the padded input along spatial axis {a}: "
-        f"{what} size {k} (dilated extent {eff}) > padded input size {n + before + after} "
+        f"{what} size {k}{extent} > padded input size {n + before + after} "
         f"(input {n} + padding {before}+{after}, padding='{padding}'). Received input shape {tuple(input_shape)}."
     )
 

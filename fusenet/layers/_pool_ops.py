@@ -1,0 +1,153 @@
+"""Pooling arithmetic on NumPy (channels-last, 1 to 3 spatial axes), as pure functions.
+
+A pooling window is a :class:`~fusenet.layers._conv_ops.ConvGeometry` with dilation 1: output
+``o`` and window tap ``k`` read input ``o * stride + k - pad_before``; positions outside the input
+(the ``"same"`` padding) are not part of the window. Every function loops over the window taps
+only (``prod(pool_size)`` strided-slice operations over the whole batch), never over samples or
+pixels.
+
+- max pooling: ``y[o] = max_k x[o * s + k - p]``. Its gradient goes to one element per window,
+  chosen exactly as PyTorch chooses it: the first valid element of the window in row-major
+  order starts as the arg-max, and a later element replaces it when it is strictly greater or NaN.
+  With overlapping windows the gradients of the windows that share an element add up.
+- average pooling: ``y[o] = mean of the valid x in the window``; with ``"same"`` padding the divisor
+  counts only the elements inside the input (TensorFlow/Keras), ``count[o] = prod_axes
+  (min(in, o*s - p + K) - max(0, o*s - p))``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._conv_ops import ConvGeometry, _tap_ranges, _taps
+
+__all__ = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward", "window_counts"]
+
+
+def _region(ranges, which: int):
+    return (slice(None),) + tuple(r[which] for r in ranges) + (slice(None),)
+
+
+def _covers_outputs(geom: ConvGeometry, ranges) -> bool:
+    return all(o.start == 0 and o.stop == n for (o, _), n in zip(ranges, geom.out_sizes))
+
+
+def _first_valid_tap(geom: ConvGeometry) -> np.ndarray:
+    """Per output position, the flat index of the first window tap inside the input, ``(1, *out, 1)``."""
+    firsts = []
+    for a in range(geom.rank):
+        o = np.arange(geom.out_sizes[a])
+        firsts.append(np.maximum(0, geom.pad_before[a] - o * geom.strides[a]))
+    grids = np.meshgrid(*firsts, indexing="ij")
+    flat = np.ravel_multi_index(tuple(grids), geom.kernel_sizes)
+    return flat.reshape((1,) + geom.out_sizes + (1,))
+
+
+def _index_dtype(geom: ConvGeometry):
+    return np.uint8 if geom.taps <= 255 else np.int32
+
+
+def max_pool_forward(x: np.ndarray, geom: ConvGeometry, need_argmax: bool = False):
+    """``(y, argmax)``: the window maxima ``(batch, *out_sizes, C)`` and, when asked, the flat window
+    index (row-major over ``pool_size``) of the element each output came from (else ``None``)."""
+    shape = (x.shape[0],) + geom.out_sizes + (x.shape[-1],)
+    taps = _taps(geom)
+    ranges = [_tap_ranges(geom, tap) for tap in taps]
+    y = np.empty(shape, dtype=x.dtype)
+    first_full = ranges[0] is not None and _covers_outputs(geom, ranges[0])
+    if first_full:
+        y[...] = x[_region(ranges[0], 1)]
+    else:
+        y.fill(-np.inf)
+    if not need_argmax:
+        for t in range(1 if first_full else 0, len(taps)):
+            if ranges[t] is None:
+                continue
+            out = y[_region(ranges[t], 0)]
+            np.maximum(out, x[_region(ranges[t], 1)], out=out)
+        return y, None
+    idx = np.zeros(shape, dtype=_index_dtype(geom))
+    if not first_full:
+        idx[...] = _first_valid_tap(geom)
+    mask = np.empty(shape, dtype=bool)
+    nan = np.empty(shape, dtype=bool)
+    for t in range(1 if first_full else 0, len(taps)):
+        if ranges[t] is None:
+            continue
+        region = _region(ranges[t], 0)
+        out, xin, m, isn = y[region], x[_region(ranges[t], 1)], mask[region], nan[region]
+        np.greater(xin, out, out=m)
+        np.isnan(xin, out=isn)
+        m |= isn
+        np.copyto(out, xin, where=m)
+        np.copyto(idx[region], t, where=m)
+    return y, idx
+
+
+def max_pool_backward(dy: np.ndarray, argmax: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """``dx`` of :func:`max_pool_forward`: each ``dy[o]`` goes to the input element ``argmax[o]`` chose.
+
+    One masked strided-slice write per window tap; with overlapping windows (stride < pool) the
+    taps' contributions are added.
+    """
+    dx = np.zeros((dy.shape[0],) + geom.in_sizes + (dy.shape[-1],), dtype=dy.dtype)
+    overlap = any(s < k for s, k in zip(geom.strides, geom.kernel_sizes))
+    hit = np.empty(dy.shape, dtype=bool)
+    for t, tap in enumerate(_taps(geom)):
+        ranges = _tap_ranges(geom, tap)
+        if ranges is None:
+            continue
+        region = _region(ranges, 0)
+        m = hit[region]
+        np.equal(argmax[region], t, out=m)
+        dst = dx[_region(ranges, 1)]
+        if overlap:
+            dst += dy[region] * m
+        else:  # every input element belongs to at most one window: write in place
+            np.multiply(dy[region], m, out=dst)
+    return dx
+
+
+def window_counts(geom: ConvGeometry):
+    """Number of valid input elements per window, ``(1, *out_sizes, 1)`` (a Python int when constant)."""
+    per_axis = []
+    constant = True
+    for n, o_size, s, k, p in zip(geom.in_sizes, geom.out_sizes, geom.strides, geom.kernel_sizes, geom.pad_before):
+        start = np.arange(o_size) * s - p
+        c = np.minimum(n, start + k) - np.maximum(0, start)
+        constant &= bool((c == k).all())
+        per_axis.append(c)
+    if constant:
+        return math.prod(geom.kernel_sizes)
+    count = per_axis[0]
+    for c in per_axis[1:]:
+        count = np.multiply.outer(count, c)
+    return count.reshape((1,) + geom.out_sizes + (1,))
+
+
+def avg_pool_forward(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """Window means ``(batch, *out_sizes, C)``; the divisor counts only the elements inside the input."""
+    shape = (x.shape[0],) + geom.out_sizes + (x.shape[-1],)
+    y = np.zeros(shape, dtype=x.dtype)
+    for tap in _taps(geom):
+        ranges = _tap_ranges(geom, tap)
+        if ranges is not None:
+            y[_region(ranges, 0)] += x[_region(ranges, 1)]
+    count = window_counts(geom)
+    y *= (1.0 / count) if isinstance(count, int) else (1.0 / count).astype(x.dtype)
+    return y
+
+
+def avg_pool_backward(dy: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """``dx`` of :func:`avg_pool_forward`: ``dy / count`` spread over each window (strided ``+=`` per tap)."""
+    count = window_counts(geom)
+    g = dy * ((1.0 / count) if isinstance(count, int) else (1.0 / count).astype(dy.dtype))
+    dx = np.zeros((dy.shape[0],) + geom.in_sizes + (dy.shape[-1],), dtype=dy.dtype)
+    for tap in _taps(geom):
+        ranges = _tap_ranges(geom, tap)
+        if ranges is not None:
+            dx[_region(ranges, 1)] += g[_region(ranges, 0)]
+    return dx
+
