@@ -1,3 +1,751 @@
-"""recurrent layers (filled in by the layer-library issue)."""
+"""Recurrent layers: SimpleRNN, LSTM, GRU and the Bidirectional wrapper (Keras 3 layouts).
 
-__all__ = []
+Input ``(batch, time, features)``. Output ``(batch, time, units)`` with ``return_sequences``,
+else the last state ``(batch, units)``; with ``return_state`` the layer returns a list
+``[output, h]`` (SimpleRNN, GRU) or ``[output, h, c]`` (LSTM), and ``backward`` takes a list of
+gradients of the same structure (``None`` for unused entries). ``go_backwards`` processes the
+sequence in reverse and returns the output sequence in processing order (as Keras). The initial
+state is zero. ``dropout``/``recurrent_dropout`` and masking are not implemented.
+
+How the computation is organised (the same for the three cells):
+
+* the input projection of all time steps is ONE GEMM, ``x.reshape(-1, in) @ kernel`` on the
+  time-major copy of the input, plus the input bias;
+* the loop over time steps is the only Python loop; inside it run only the recurrent GEMM
+  ``h_{t-1} @ recurrent_kernel`` and element-wise work written with ``out=`` into preallocated
+  buffers (activations, gates and states of every step are kept for backward in training);
+* backward-through-time runs the loop in reverse and produces the gradient of every step's
+  pre-activations; after the loop the kernel gradient (``x^T @ d_pre``), the recurrent-kernel
+  gradient (``h_prev^T @ d_pre``) and the input gradient (``d_pre @ kernel^T``) are each ONE GEMM
+  over all time steps.
+
+Weights and the Keras-to-PyTorch mapping (``torch.nn.RNN/LSTM/GRU``, one layer, ``batch_first``):
+
+* SimpleRNN ``[kernel (in, u), recurrent_kernel (u, u), bias (u,)]``:
+  ``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``.
+  torch: ``weight_ih_l0 = kernel.T``, ``weight_hh_l0 = recurrent_kernel.T``, ``bias_ih_l0 = bias``,
+  ``bias_hh_l0 = 0``.
+* LSTM ``[kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,)]``, column blocks in the Keras gate
+  order **i, f, c, o** (input, forget, cell candidate, output)::
+
+      z = x_t @ kernel + h_{t-1} @ recurrent_kernel + bias
+      i = rec_act(z_i); f = rec_act(z_f); g = act(z_c); o = rec_act(z_o)
+      c_t = f * c_{t-1} + i * g;  h_t = o * act(c_t)
+
+  torch's gate order i, f, g, o is the same order (Keras "c" is torch "g"), so
+  ``weight_ih_l0 = kernel.T``, ``weight_hh_l0 = recurrent_kernel.T``, ``bias_ih_l0 = bias``,
+  ``bias_hh_l0 = 0`` (torch's two biases add up; Keras has one). ``unit_forget_bias=True`` sets the
+  forget block of the initial bias to 1.
+* GRU ``[kernel (in, 3u), recurrent_kernel (u, 3u), bias]``, column blocks in the Keras order
+  **z, r, h** (update, reset, candidate). ``reset_after=True`` (default, bias ``(2, 3u)``: row 0 the
+  input bias, row 1 the recurrent bias)::
+
+      xz, xr, xh = x_t @ kernel + bias[0];   hz, hr, hh = h_{t-1} @ recurrent_kernel + bias[1]
+      z = rec_act(xz + hz); r = rec_act(xr + hr); n = act(xh + r * hh)
+      h_t = z * h_{t-1} + (1 - z) * n
+
+  torch orders the blocks **r, z, n**: ``weight_ih_l0 = kernel.T`` with the row blocks permuted
+  ``[r, z, h]`` (i.e. ``kernel[:, [u:2u, 0:u, 2u:3u]].T``), the same for ``weight_hh_l0`` from
+  ``recurrent_kernel``, ``bias_ih_l0 = bias[0]`` and ``bias_hh_l0 = bias[1]`` permuted likewise.
+  ``reset_after=False`` (bias ``(3u,)``, input bias only) applies the reset gate before the
+  recurrent GEMM: ``n = act(xh + (r * h_{t-1}) @ recurrent_kernel_h)``; torch has no such cell.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import constraints as _constraints
+from .. import regularizers as _regularizers
+from ..initializers import get as get_initializer
+from ..initializers import serialize as serialize_initializer
+from ..utils import check_in, check_positive_int, make_rng
+from ._rnn_activation import _LoopActivation
+from .base import InputSpec, Layer, deserialize, serialize
+
+__all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
+
+
+def _owner(cls_name, kwargs):
+    name = kwargs.get("name")
+    return f"{cls_name}(name={name!r})" if name else cls_name
+
+
+def _check_bool(value, name, owner):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: expected {name} to be True or False. Received: {name}={value!r}")
+    return bool(value)
+
+
+class _RNNBase(Layer):
+    """Shared machinery of SimpleRNN, LSTM and GRU: arguments, weights, the input GEMM,
+    output assembly and the GEMMs after backward-through-time. Subclasses implement
+    ``_loop(G, training)`` and ``_loop_backward(saved, dYt, dh, dc)``."""
+
+    _gates = 1
+    _state_count = 1  # 2 for LSTM (h and c)
+
+    def _setup(self, units, owner, activation, recurrent_activation, use_bias, kernel_initializer,
+               recurrent_initializer, bias_initializer, kernel_regularizer, recurrent_regularizer,
+               bias_regularizer, kernel_constraint, recurrent_constraint, bias_constraint, return_sequences,
+               return_state, go_backwards, seed):
+        self.activation = _LoopActivation(activation, owner, "activation")
+        self.recurrent_activation = (None if recurrent_activation is None
+                                     else _LoopActivation(recurrent_activation, owner, "recurrent_activation"))
+        self.use_bias = _check_bool(use_bias, "use_bias", owner)
+        self.kernel_initializer = get_initializer(kernel_initializer)
+        self.recurrent_initializer = get_initializer(recurrent_initializer)
+        self.bias_initializer = get_initializer(bias_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = _regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
+        self.kernel_constraint = _constraints.get(kernel_constraint)
+        self.recurrent_constraint = _constraints.get(recurrent_constraint)
+        self.bias_constraint = _constraints.get(bias_constraint)
+        self.return_sequences = _check_bool(return_sequences, "return_sequences", owner)
+        self.return_state = _check_bool(return_state, "return_state", owner)
+        self.go_backwards = _check_bool(go_backwards, "go_backwards", owner)
+        self.seed = seed
+        self._rng = make_rng(seed)
+        self.input_spec = InputSpec(ndim=3)
+
+    # ------------------------------------------------------------ weights
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def build(self, input_shape):
+        in_dim = input_shape[-1]
+        if in_dim is None:
+            raise ValueError(f"{self.describe()}: the last axis of the input (features) must be known. "
+                             f"Received: input_shape={tuple(input_shape)}")
+        k = self._gates * self.units
+        self.add_weight("kernel", (in_dim, k), self.kernel_initializer, rng=self._rng,
+                        regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.add_weight("recurrent_kernel", (self.units, k), self.recurrent_initializer, rng=self._rng,
+                        regularizer=self.recurrent_regularizer, constraint=self.recurrent_constraint)
+        if self.use_bias:
+            self.add_weight("bias", self._bias_shape(), self.bias_initializer, rng=self._rng,
+                            regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+        self.input_spec = InputSpec(ndim=3, axes={-1: in_dim})
+        super().build(input_shape)
+
+    def _input_bias(self):
+        """The part of the bias added to the input projection, and its gradient (views)."""
+        return self._params["bias"], self._grads["bias"]
+
+    def _input_weights(self):
+        """``(kernel, input bias or None)`` of the input GEMM (a cell may rescale columns)."""
+        return self._params["kernel"], self._input_bias()[0] if self.use_bias else None
+
+    # ------------------------------------------------------------ forward
+    def forward(self, x, training=False):
+        batch, steps, in_dim = x.shape
+        if steps == 0:
+            raise ValueError(f"{self.describe()}: expected at least one time step. Received input with shape {x.shape}")
+        xs = x[:, ::-1] if self.go_backwards else x
+        xt = np.ascontiguousarray(xs.transpose(1, 0, 2))  # (time, batch, in)
+        kernel, bias = self._input_weights()
+        G = xt.reshape(steps * batch, in_dim) @ kernel  # the one input GEMM
+        if bias is not None:
+            G += bias
+        H, saved = self._loop(G.reshape(steps, batch, -1), training)
+        if self.return_sequences:
+            out = np.ascontiguousarray(H[1:].transpose(1, 0, 2))
+        else:
+            out = H[steps].copy()
+        self._save_for_backward(training, xt, H, saved)
+        if not self.return_state:
+            return out
+        states = [H[steps].copy()]
+        if self._state_count == 2:
+            states.append(saved[1][steps].copy())
+        return [out, *states]
+
+    # ------------------------------------------------------------ backward
+    def _split_gradients(self, dy):
+        n = 1 + self._state_count
+        if self.return_state:
+            if not isinstance(dy, (list, tuple)) or len(dy) != n:
+                raise ValueError(f"{self.describe()}: with return_state=True, backward expects a list of {n} "
+                                 f"gradients (output and states, None for unused ones). Received: {type(dy).__name__}"
+                                 f" of length {len(dy) if isinstance(dy, (list, tuple)) else 1}")
+            return dy[0], list(dy[1:])
+        return dy, [None] * self._state_count
+
+    def backward(self, dy):
+        xt, H, saved = self._saved()
+        steps, batch, in_dim = xt.shape
+        dout, dstates = self._split_gradients(dy)
+        dtype = H.dtype
+        dYt = None
+        dh = np.zeros((batch, self.units), dtype=dtype)
+        if dout is not None:
+            dout = np.asarray(dout, dtype=dtype)
+            if self.return_sequences:
+                dYt = np.ascontiguousarray(dout.transpose(1, 0, 2))
+            else:
+                dh += dout
+        if dstates[0] is not None:
+            dh += dstates[0]
+        dc = None
+        if self._state_count == 2:
+            dc = np.zeros((batch, self.units), dtype=dtype)
+            if dstates[1] is not None:
+                dc += dstates[1]
+        dG = self._loop_backward(H, saved, dYt, dh, dc)
+        dG2 = dG.reshape(steps * batch, -1)
+        x2 = xt.reshape(steps * batch, in_dim)
+        self._grads["kernel"] += x2.T @ dG2
+        if self.use_bias:
+            grad_bias = self._input_bias()[1]
+            grad_bias += np.ones(steps * batch, dtype=dtype) @ dG2
+        dx = (dG2 @ self._params["kernel"].T).reshape(steps, batch, in_dim).transpose(1, 0, 2)
+        if self.go_backwards:
+            dx = dx[:, ::-1]
+        return np.ascontiguousarray(dx)
+
+    def _recurrent_grad(self, H, dG, out):
+        """``out += sum_t h_{t-1}^T @ dG_t`` as one GEMM over all steps."""
+        steps, batch, units = H.shape[0] - 1, H.shape[1], H.shape[2]
+        out += H[:-1].reshape(steps * batch, units).T @ dG.reshape(steps * batch, -1)
+
+    # ------------------------------------------------------------ shapes and config
+    def compute_output_shape(self, input_shape):
+        batch, steps = input_shape[0], input_shape[1]
+        out = (batch, steps, self.units) if self.return_sequences else (batch, self.units)
+        if self.return_state:
+            return [out] + [(batch, self.units)] * self._state_count
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "units": self.units,
+            "activation": self.activation.serialize(),
+            "use_bias": self.use_bias,
+            "kernel_initializer": serialize_initializer(self.kernel_initializer),
+            "recurrent_initializer": serialize_initializer(self.recurrent_initializer),
+            "bias_initializer": serialize_initializer(self.bias_initializer),
+            "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": _regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": _constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": _constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": _constraints.serialize(self.bias_constraint),
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "seed": self.seed,
+        })
+        if self.recurrent_activation is not None:
+            config["recurrent_activation"] = self.recurrent_activation.serialize()
+        return config
+
+
+# ---------------------------------------------------------------- SimpleRNN
+class SimpleRNN(_RNNBase):
+    """Fully connected RNN: ``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``.
+
+    Input ``(batch, time, in)``; output ``(batch, time, units)`` or ``(batch, units)``.
+    Weights: ``kernel (in, units)``, ``recurrent_kernel (units, units)``, ``bias (units,)``.
+    Backward: ``dz_t = (dh_t) * activation'(z_t)``, ``dh_{t-1} = dz_t @ recurrent_kernel^T``.
+    """
+
+    def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros", kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, return_sequences=False, return_state=False,
+                 go_backwards=False, seed=None, **kwargs):
+        owner = _owner("SimpleRNN", kwargs)
+        self.units = check_positive_int(units, "units", owner)
+        super().__init__(**kwargs)
+        self._setup(units, owner, activation, None, use_bias, kernel_initializer, recurrent_initializer,
+                    bias_initializer, kernel_regularizer, recurrent_regularizer, bias_regularizer,
+                    kernel_constraint, recurrent_constraint, bias_constraint, return_sequences, return_state,
+                    go_backwards, seed)
+
+    def _loop(self, G, training):
+        steps, batch, units = G.shape
+        R = self._params["recurrent_kernel"]
+        act = self.activation
+        H = np.empty((steps + 1, batch, units), dtype=G.dtype)
+        H[0] = 0.0
+        Z = np.empty_like(G) if act.needs_input and training else None
+        for t in range(steps):
+            h = H[t + 1]
+            np.matmul(H[t], R, out=h)
+            h += G[t]
+            if Z is not None:
+                np.copyto(Z[t], h)
+            act.apply(h, out=h)
+        return H, (Z,)
+
+    def _loop_backward(self, H, saved, dYt, dh, dc):
+        (Z,) = saved
+        steps = H.shape[0] - 1
+        RT = np.ascontiguousarray(self._params["recurrent_kernel"].T)
+        act = self.activation
+        dZ = np.empty_like(H[1:])
+        for t in range(steps - 1, -1, -1):
+            if dYt is not None:
+                dh += dYt[t]
+            d = dZ[t]
+            act.derivative(Z[t] if Z is not None else None, H[t + 1], out=d)
+            d *= dh
+            np.matmul(d, RT, out=dh)
+        self._recurrent_grad(H, dZ, self._grads["recurrent_kernel"])
+        return dZ
+
+
+# ---------------------------------------------------------------- LSTM
+class LSTM(_RNNBase):
+    """Long short-term memory (Hochreiter & Schmidhuber, 1997), Keras 3 layout.
+
+    Gates in the Keras order i, f, c, o (see the module docstring for the equations and the
+    mapping to ``torch.nn.LSTM``). Input ``(batch, time, in)``; output ``(batch, time, units)`` or
+    ``(batch, units)``; with ``return_state``: ``[output, h, c]``.
+    Weights: ``kernel (in, 4*units)``, ``recurrent_kernel (units, 4*units)``, ``bias (4*units,)``.
+
+    Backward through time (``dh``, ``dc``: gradients reaching ``h_t``, ``c_t``)::
+
+        dc += dh * o * act'(c_t);  do = dh * act(c_t) * rec_act'(z_o)
+        di = dc * g * rec_act'(z_i); df = dc * c_{t-1} * rec_act'(z_f); dg = dc * i * act'(z_c)
+        dc_{t-1} = dc * f;  dh_{t-1} = [di, df, dg, do] @ recurrent_kernel^T
+    """
+
+    _gates = 4
+    _state_count = 2
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, return_sequences=False,
+                 return_state=False, go_backwards=False, seed=None, **kwargs):
+        owner = _owner("LSTM", kwargs)
+        self.units = check_positive_int(units, "units", owner)
+        super().__init__(**kwargs)
+        self._setup(units, owner, activation, recurrent_activation, use_bias, kernel_initializer,
+                    recurrent_initializer, bias_initializer, kernel_regularizer, recurrent_regularizer,
+                    bias_regularizer, kernel_constraint, recurrent_constraint, bias_constraint, return_sequences,
+                    return_state, go_backwards, seed)
+        self.unit_forget_bias = _check_bool(unit_forget_bias, "unit_forget_bias", owner)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.use_bias and self.unit_forget_bias:
+            self._params["bias"][self.units:2 * self.units] = 1.0
+
+    def _fast_gates(self):
+        """True for the default sigmoid/tanh cell: then sigmoid(z) = 0.5 + 0.5 * tanh(z / 2) lets ONE
+        tanh over the whole contiguous ``(batch, 4*units)`` gate row serve all four gates, with the
+        i, f, o columns of the weights pre-scaled by 1/2."""
+        return self.recurrent_activation.fast == "sigmoid" and self.activation.fast == "tanh"
+
+    def _gate_scale(self, dtype):
+        u = self.units
+        scale = np.full(4 * u, 0.5, dtype=dtype)
+        scale[2 * u:3 * u] = 1.0
+        return scale
+
+    def _input_weights(self):
+        kernel, bias = super()._input_weights()
+        if self._fast_gates():
+            scale = self._gate_scale(kernel.dtype)
+            kernel = kernel * scale
+            bias = bias * scale if bias is not None else None
+        return kernel, bias
+
+    def _loop(self, G, training):
+        steps, batch, _ = G.shape
+        u = self.units
+        R = self._params["recurrent_kernel"]
+        act, rec = self.activation, self.recurrent_activation
+        fast = self._fast_gates()
+        if fast:
+            R = R * self._gate_scale(R.dtype)
+        dtype = G.dtype
+        H = np.empty((steps + 1, batch, u), dtype=dtype)
+        C = np.empty((steps + 1, batch, u), dtype=dtype)
+        H[0] = 0.0
+        C[0] = 0.0
+        TC = np.empty((steps, batch, u), dtype=dtype)  # act(c_t)
+        Z = np.empty_like(G) if (act.needs_input or rec.needs_input) and training else None
+        tmp = np.empty((batch, 4 * u), dtype=dtype)
+        tmpu = np.empty((batch, u), dtype=dtype)
+        for t in range(steps):
+            g = G[t]
+            np.matmul(H[t], R, out=tmp)
+            g += tmp
+            if Z is not None:
+                np.copyto(Z[t], g)
+            gv = g.reshape(batch, 4, u)
+            if fast:
+                np.tanh(g, out=g)
+                for block in (gv[:, 0:2], gv[:, 3]):  # i, f and o: 0.5 + 0.5 * tanh(z / 2)
+                    block *= 0.5
+                    block += 0.5
+            else:
+                rec.apply(gv[:, 0:2], out=gv[:, 0:2])  # i, f
+                act.apply(gv[:, 2], out=gv[:, 2])  # candidate
+                rec.apply(gv[:, 3], out=gv[:, 3])  # o
+            c = C[t + 1]
+            np.multiply(gv[:, 1], C[t], out=c)
+            np.multiply(gv[:, 0], gv[:, 2], out=tmpu)
+            c += tmpu
+            act.apply(c, out=TC[t])
+            np.multiply(gv[:, 3], TC[t], out=H[t + 1])
+        return H, (G, C, TC, Z)
+
+    def _loop_backward(self, H, saved, dYt, dh, dc):
+        G, C, TC, Z = saved
+        steps, batch, _ = G.shape
+        u = self.units
+        act, rec = self.activation, self.recurrent_activation
+        RT = np.ascontiguousarray(self._params["recurrent_kernel"].T)
+        dG = np.empty_like(G)
+        tmpu = np.empty((batch, u), dtype=G.dtype)
+        for t in range(steps - 1, -1, -1):
+            if dYt is not None:
+                dh += dYt[t]
+            gv = G[t].reshape(batch, 4, u)
+            zv = Z[t].reshape(batch, 4, u) if Z is not None else gv
+            dv = dG[t].reshape(batch, 4, u)
+            i, f, g, o = gv[:, 0], gv[:, 1], gv[:, 2], gv[:, 3]
+            # dc += dh * o * act'(c_t)
+            act.derivative(C[t + 1], TC[t], out=tmpu)
+            tmpu *= o
+            tmpu *= dh
+            dc += tmpu
+            # gate derivatives times what each gate multiplies
+            rec.derivative(zv[:, 0:2], gv[:, 0:2], out=dv[:, 0:2])
+            act.derivative(zv[:, 2], g, out=dv[:, 2])
+            rec.derivative(zv[:, 3], o, out=dv[:, 3])
+            dv[:, 0] *= g
+            dv[:, 1] *= C[t]
+            dv[:, 2] *= i
+            dv[:, 3] *= TC[t]
+            dv[:, 0:3] *= dc[:, None, :]
+            dv[:, 3] *= dh
+            dc *= f
+            np.matmul(dG[t], RT, out=dh)
+        self._recurrent_grad(H, dG, self._grads["recurrent_kernel"])
+        return dG
+
+    def get_config(self):
+        config = super().get_config()
+        config["unit_forget_bias"] = self.unit_forget_bias
+        return config
+
+
+# ---------------------------------------------------------------- GRU
+class GRU(_RNNBase):
+    """Gated recurrent unit (Cho et al., 2014), Keras 3 layout.
+
+    Gates in the Keras order z, r, h (see the module docstring for the equations and the mapping
+    to ``torch.nn.GRU``). ``reset_after=True`` (default, the cuDNN/PyTorch variant): bias
+    ``(2, 3*units)`` (input bias, recurrent bias), reset applied after the recurrent GEMM;
+    ``reset_after=False``: bias ``(3*units,)``, reset applied to ``h_{t-1}`` before it.
+    Input ``(batch, time, in)``; output ``(batch, time, units)`` or ``(batch, units)``; with
+    ``return_state``: ``[output, h]``. Weights: ``kernel (in, 3*units)``,
+    ``recurrent_kernel (units, 3*units)``, ``bias``.
+
+    Backward (``dh``: gradient reaching ``h_t``): ``dz = dh * (h_{t-1} - n) * rec_act'``,
+    ``dn = dh * (1 - z) * act'``, ``dr = dn * hh * rec_act'`` (reset_after) or
+    ``dr = (dn @ Rh^T) * h_{t-1} * rec_act'`` (reset before), and ``dh_{t-1}`` collects
+    ``dh * z`` and the recurrent GEMM(s) transposed.
+    """
+
+    _gates = 3
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, return_sequences=False, return_state=False,
+                 go_backwards=False, reset_after=True, seed=None, **kwargs):
+        owner = _owner("GRU", kwargs)
+        self.units = check_positive_int(units, "units", owner)
+        super().__init__(**kwargs)
+        self._setup(units, owner, activation, recurrent_activation, use_bias, kernel_initializer,
+                    recurrent_initializer, bias_initializer, kernel_regularizer, recurrent_regularizer,
+                    bias_regularizer, kernel_constraint, recurrent_constraint, bias_constraint, return_sequences,
+                    return_state, go_backwards, seed)
+        self.reset_after = _check_bool(reset_after, "reset_after", owner)
+
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _input_bias(self):
+        if self.reset_after:
+            return self._params["bias"][0], self._grads["bias"][0]
+        return self._params["bias"], self._grads["bias"]
+
+    def _loop(self, G, training):
+        steps, batch, _ = G.shape
+        u = self.units
+        R = self._params["recurrent_kernel"]
+        act, rec = self.activation, self.recurrent_activation
+        dtype = G.dtype
+        H = np.empty((steps + 1, batch, u), dtype=dtype)
+        H[0] = 0.0
+        Z = np.empty_like(G) if (act.needs_input or rec.needs_input) and training else None
+        tmpu = np.empty((batch, u), dtype=dtype)
+        if self.reset_after:
+            REC = np.empty_like(G)  # h_{t-1} @ recurrent_kernel + bias[1], kept for backward
+            rbias = self._params["bias"][1] if self.use_bias else None
+        else:
+            RH = np.empty((steps, batch, u), dtype=dtype)  # r * h_{t-1}, kept for backward
+            Rzr = np.ascontiguousarray(R[:, :2 * u])
+            Rh = np.ascontiguousarray(R[:, 2 * u:])
+            tmp2 = np.empty((batch, 2 * u), dtype=dtype)
+        for t in range(steps):
+            g = G[t]
+            gv = g.reshape(batch, 3, u)
+            zv = Z[t].reshape(batch, 3, u) if Z is not None else None
+            if self.reset_after:
+                rv = REC[t].reshape(batch, 3, u)
+                np.matmul(H[t], R, out=REC[t])
+                if rbias is not None:
+                    REC[t] += rbias
+                gv[:, 0:2] += rv[:, 0:2]
+            else:
+                np.matmul(H[t], Rzr, out=tmp2)
+                g[:, :2 * u] += tmp2
+            if zv is not None:
+                np.copyto(zv[:, 0:2], gv[:, 0:2])
+            rec.apply(gv[:, 0:2], out=gv[:, 0:2])  # z, r
+            if self.reset_after:
+                np.multiply(gv[:, 1], rv[:, 2], out=tmpu)
+            else:
+                np.multiply(gv[:, 1], H[t], out=RH[t])
+                np.matmul(RH[t], Rh, out=tmpu)
+            gv[:, 2] += tmpu
+            if zv is not None:
+                np.copyto(zv[:, 2], gv[:, 2])
+            n = act.apply(gv[:, 2], out=gv[:, 2])
+            # h_t = z * h_{t-1} + (1 - z) * n = n + z * (h_{t-1} - n)
+            np.subtract(H[t], n, out=tmpu)
+            tmpu *= gv[:, 0]
+            np.add(n, tmpu, out=H[t + 1])
+        return H, (G, REC if self.reset_after else RH, Z)
+
+    def _loop_backward(self, H, saved, dYt, dh, dc):
+        G, kept, Z = saved
+        steps, batch, _ = G.shape
+        u = self.units
+        act, rec = self.activation, self.recurrent_activation
+        R = self._params["recurrent_kernel"]
+        dtype = G.dtype
+        dG = np.empty_like(G)
+        tmpu = np.empty((batch, u), dtype=dtype)
+        tmpz = np.empty((batch, u), dtype=dtype)
+        if self.reset_after:
+            REC = kept
+            dREC = np.empty_like(G)
+            RT = np.ascontiguousarray(R.T)
+        else:
+            RH = kept
+            drh = np.empty((batch, u), dtype=dtype)
+            RzrT = np.ascontiguousarray(R[:, :2 * u].T)
+            RhT = np.ascontiguousarray(R[:, 2 * u:].T)
+        for t in range(steps - 1, -1, -1):
+            if dYt is not None:
+                dh += dYt[t]
+            gv = G[t].reshape(batch, 3, u)
+            zv = Z[t].reshape(batch, 3, u) if Z is not None else gv
+            dv = dG[t].reshape(batch, 3, u)
+            z, r, n = gv[:, 0], gv[:, 1], gv[:, 2]
+            rec.derivative(zv[:, 0:2], gv[:, 0:2], out=dv[:, 0:2])
+            # dz = dh * (h_{t-1} - n) * rec_act'(z)
+            np.subtract(H[t], n, out=tmpu)
+            tmpu *= dh
+            dv[:, 0] *= tmpu
+            # dn (pre-activation) = dh * (1 - z) * act'(n)
+            act.derivative(zv[:, 2], n, out=dv[:, 2])
+            np.subtract(1.0, z, out=tmpu)
+            tmpu *= dh
+            dv[:, 2] *= tmpu
+            np.multiply(dh, z, out=tmpz)  # the direct path h_{t-1} -> h_t
+            if self.reset_after:
+                rv = REC[t].reshape(batch, 3, u)
+                drv = dREC[t].reshape(batch, 3, u)
+                np.multiply(dv[:, 2], r, out=drv[:, 2])
+                np.multiply(dv[:, 2], rv[:, 2], out=tmpu)
+                dv[:, 1] *= tmpu
+                np.copyto(drv[:, 0:2], dv[:, 0:2])
+                np.matmul(dREC[t], RT, out=dh)
+            else:
+                np.matmul(dv[:, 2], RhT, out=drh)  # gradient of r * h_{t-1}
+                np.multiply(drh, H[t], out=tmpu)
+                dv[:, 1] *= tmpu
+                drh *= r
+                tmpz += drh
+                np.matmul(dG[t][:, :2 * u], RzrT, out=dh)
+            dh += tmpz
+        gR = self._grads["recurrent_kernel"]
+        if self.reset_after:
+            self._recurrent_grad(H, dREC, gR)
+            if self.use_bias:
+                self._grads["bias"][1] += np.ones(steps * batch, dtype=dtype) @ dREC.reshape(steps * batch, -1)
+        else:
+            dG2 = dG.reshape(steps * batch, 3 * u)
+            gR[:, :2 * u] += H[:-1].reshape(steps * batch, u).T @ dG2[:, :2 * u]
+            gR[:, 2 * u:] += RH.reshape(steps * batch, u).T @ dG2[:, 2 * u:]
+        return dG
+
+    def get_config(self):
+        config = super().get_config()
+        config["reset_after"] = self.reset_after
+        return config
+
+
+# ---------------------------------------------------------------- Bidirectional
+_MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+def _removeprefix(name, prefix):
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+class Bidirectional(Layer):
+    """Run a recurrent layer forwards and a copy of it backwards over the sequence, and merge.
+
+    ``layer`` is a SimpleRNN, LSTM or GRU (only its config is used: the forward layer is a fresh
+    copy named ``forward_<name>``); the backward layer is ``backward_layer`` or a copy of
+    ``layer`` with ``go_backwards`` flipped, named ``backward_<name>``. With ``return_sequences``
+    the backward output is reversed in time before merging, so both align with the input.
+    ``merge_mode``: ``"concat"`` (last axis, ``2*units``), ``"sum"``, ``"mul"``, ``"ave"``, or
+    ``None`` (a list ``[forward_output, backward_output]``). With ``return_state`` the output list is
+    followed by the forward states and then the backward states (as Keras).
+    Weights: the forward layer's, then the backward layer's (params ``forward/...``, ``backward/...``).
+    """
+
+    def __init__(self, layer, merge_mode="concat", backward_layer=None, **kwargs):
+        owner = _owner("Bidirectional", kwargs)
+        if not isinstance(layer, _RNNBase):
+            raise TypeError(f"{owner}: expected layer to be a SimpleRNN, LSTM or GRU layer. Received: layer={layer!r}")
+        check_in(merge_mode, _MERGE_MODES, "merge_mode", owner)
+        super().__init__(**kwargs)
+        self.merge_mode = merge_mode
+        config = layer.get_config()
+        config["name"] = "forward_" + _removeprefix(layer.name, "forward_")
+        forward_layer = type(layer).from_config(config)
+        if backward_layer is None:
+            config = layer.get_config()
+            config["go_backwards"] = not layer.go_backwards
+            config["name"] = "backward_" + _removeprefix(layer.name, "forward_")
+            backward_layer = type(layer).from_config(config)
+        else:
+            if not isinstance(backward_layer, _RNNBase):
+                raise TypeError(f"{owner}: expected backward_layer to be a SimpleRNN, LSTM or GRU layer. "
+                                f"Received: backward_layer={backward_layer!r}")
+            if backward_layer.go_backwards == forward_layer.go_backwards:
+                raise ValueError(f"{owner}: the forward and backward layers must have different go_backwards. "
+                                 f"Received: go_backwards={forward_layer.go_backwards} for both")
+            for attr in ("return_sequences", "return_state"):
+                if getattr(backward_layer, attr) != getattr(forward_layer, attr):
+                    raise ValueError(f"{owner}: the forward and backward layers must have the same {attr}. "
+                                     f"Received: {getattr(forward_layer, attr)} and {getattr(backward_layer, attr)}")
+        self.forward_layer = self.track_layer("forward", forward_layer)
+        self.backward_layer = self.track_layer("backward", backward_layer)
+        self.return_sequences = forward_layer.return_sequences
+        self.return_state = forward_layer.return_state
+        self.input_spec = InputSpec(ndim=3)
+
+    def build(self, input_shape):
+        for sub in (self.forward_layer, self.backward_layer):
+            sub._build_for(input_shape, self.dtype)
+        self.input_spec = InputSpec(ndim=3, axes={-1: input_shape[-1]})
+        super().build(input_shape)
+
+    def forward(self, x, training=False):
+        yf = self.forward_layer.forward(x, training=training)
+        yb = self.backward_layer.forward(x, training=training)
+        sf = sb = []
+        if self.return_state:
+            yf, *sf = yf
+            yb, *sb = yb
+        if self.return_sequences:
+            yb = yb[:, ::-1]
+        mode = self.merge_mode
+        if mode == "concat":
+            out = np.concatenate([yf, yb], axis=-1)
+        elif mode == "sum":
+            out = yf + yb
+        elif mode == "ave":
+            out = (yf + yb) * 0.5
+        elif mode == "mul":
+            out = yf * yb
+        else:
+            out = [yf, np.ascontiguousarray(yb)]
+        self._save_for_backward(training, yf, yb if mode == "mul" else None)
+        outputs = out if isinstance(out, list) else [out]
+        return outputs + sf + sb if self.return_state else out
+
+    def backward(self, dy):
+        yf, yb = self._saved()
+        n_out = 2 if self.merge_mode is None else 1
+        n_states = self.forward_layer._state_count
+        if self.return_state or self.merge_mode is None:
+            expected = n_out + (2 * n_states if self.return_state else 0)
+            if not isinstance(dy, (list, tuple)) or len(dy) != expected:
+                raise ValueError(f"{self.describe()}: backward expects a list of {expected} gradients (outputs, then "
+                                 f"forward and backward states; None for unused ones). Received: {type(dy).__name__}"
+                                 f" of length {len(dy) if isinstance(dy, (list, tuple)) else 1}")
+            douts, dstates = list(dy[:n_out]), list(dy[n_out:])
+        else:
+            douts, dstates = [dy], []
+        mode = self.merge_mode
+        d = douts[0]
+        if mode is None:
+            dyf, dyb = douts
+        elif d is None:
+            dyf = dyb = None
+        elif mode == "concat":
+            u = yf.shape[-1]
+            dyf, dyb = d[..., :u], d[..., u:]
+        elif mode == "sum":
+            dyf = dyb = d
+        elif mode == "ave":
+            dyf = dyb = np.multiply(d, 0.5)
+        else:
+            dyf, dyb = d * yb, d * yf
+        if self.return_sequences and dyb is not None:
+            dyb = dyb[:, ::-1]
+        grads = []
+        for sub, dout, dst, like in ((self.forward_layer, dyf, dstates[:n_states], yf),
+                                     (self.backward_layer, dyb, dstates[n_states:], yb)):
+            if sub.return_state:
+                grads.append(sub.backward([dout, *dst]))
+            else:
+                grads.append(sub.backward(np.zeros_like(like) if dout is None else dout))
+        return grads[0] + grads[1]
+
+    def compute_output_shape(self, input_shape):
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        out, states = (shape[0], shape[1:]) if self.return_state else (shape, [])
+        if self.merge_mode == "concat":
+            outs = [tuple(out[:-1]) + (out[-1] * 2,)]
+        elif self.merge_mode is None:
+            outs = [tuple(out), tuple(out)]
+        else:
+            outs = [tuple(out)]
+        if self.return_state:
+            return outs + list(states) * 2
+        return outs if self.merge_mode is None else outs[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "layer": serialize(self.forward_layer),
+            "merge_mode": self.merge_mode,
+            "backward_layer": serialize(self.backward_layer),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = deserialize(config["layer"])
+        if config.get("backward_layer") is not None:
+            config["backward_layer"] = deserialize(config["backward_layer"])
+        return super().from_config(config)
