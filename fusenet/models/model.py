@@ -13,7 +13,7 @@ One training step on a batch ``(x, y, sample_weight)`` (vectorised over the batc
     layer.zero_grad()                      for every layer
     y_pred = forward(x, training=True)
     loss   = loss_fn(y, y_pred, sample_weight) + sum(layer.regularization_loss())
-    dy     = loss_fn.gradient(y, y_pred, sample_weight)
+    dy     = loss_fn.gradient(y, y_pred, sample_weight)   # (one pass: loss_fn.value_and_gradient)
     backward(dy)                           # dy = layer.backward(layer.activity_gradient(dy)), in reverse
     layer.add_regularization_gradients()   for every layer
     optimizer.apply(layers)                # the update, then layer.apply_constraints()
@@ -346,8 +346,13 @@ class Model:
         for layer in layers:
             layer.zero_grad()
         y_pred = self._forward(x, training=True)
-        loss = self.loss(y, y_pred, sample_weight=sample_weight) + self._regularization_loss(layers)
-        dy = self.loss.gradient(y, y_pred, sample_weight=sample_weight)
+        value_and_gradient = getattr(self.loss, "value_and_gradient", None)
+        if value_and_gradient is not None:  # one pass through the loss instead of two
+            value, dy = value_and_gradient(y, y_pred, sample_weight=sample_weight)
+        else:
+            value = self.loss(y, y_pred, sample_weight=sample_weight)
+            dy = self.loss.gradient(y, y_pred, sample_weight=sample_weight)
+        loss = value + self._regularization_loss(layers)
         if dy.dtype != y_pred.dtype:
             dy = dy.astype(y_pred.dtype)
         self._backward(dy)

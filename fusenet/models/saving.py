@@ -413,6 +413,14 @@ def _set_optimizer_state(model, state, path) -> None:
     optimizer = model.optimizer
     if not callable(getattr(optimizer, "set_state", None)):
         raise ModelFileError(f"{path!r}: the model's optimizer cannot restore a saved state (no set_state).")
+    saved_shapes = state.get("param_shapes") if isinstance(state, dict) else None
+    if saved_shapes is not None:
+        shapes = [list(p.shape) for layer in model._all_layers() for _, p in layer.gradient_pairs()]
+        if saved_shapes != shapes:
+            raise ModelFileError(
+                f"{path!r}: the saved optimizer state is for parameters of shapes {saved_shapes}, but "
+                f"{model.describe()} trains parameters of shapes {shapes}."
+            )
     try:
         optimizer.set_state(state)
     except (ValueError, TypeError, KeyError) as exc:
@@ -517,7 +525,7 @@ def _rng_slots(model):
             visit(sub, f"{key}/{sub_key}")
 
     for i, layer in enumerate(model._all_layers()):
-        visit(layer, f"{i}:{layer.name}")
+        visit(layer, f"{i}:{type(layer).__name__}")
     return slots
 
 
