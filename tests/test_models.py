@@ -460,3 +460,14 @@ def test_fit_argument_errors(kwargs, match):
     model.compile("adam", "sparse_categorical_crossentropy")
     with pytest.raises((ValueError, TypeError), match=match):
         model.fit(np.zeros((20, 6)), np.zeros(20), **{"verbose": 0, **kwargs})
+
+
+def test_digits_cnn_demo_reaches_97_percent(capsys):
+    from fusenet.examples import digits
+
+    accuracy = digits.main()
+    out = capsys.readouterr().out
+    assert accuracy >= 0.97
+    assert 'Model: "digits_cnn"' in out and "block1_conv (Conv2D)" in out and "Total params: 31,018" in out
+    assert "Epoch 12/12" in out and "41/41 [==============================]" in out
+    assert f"Test accuracy: {accuracy:.4f}" in out
