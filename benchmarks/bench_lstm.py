@@ -1,0 +1,106 @@
+"""LSTM benchmark: fusenet against torch.nn.LSTM, side by side in one run (pytest-benchmark).
+
+Shape (BENCHMARKS.md, model "lstm"): batch 64, 100 time steps, 128 features -> 256 units, float32,
+the last hidden state as output. "train" = forward + backward (input, kernel, recurrent kernel and
+bias gradients); "eval" = forward only (torch under ``inference_mode``). torch runs with 2 threads;
+NumPy's BLAS uses its default (2 threads on the reference machine).
+
+Run::
+
+    cd /work/main && /work/venv/bin/python -m pytest benchmarks/bench_lstm.py --benchmark-only \
+        --benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
+
+pytest-benchmark prints, per group, each column with its ratio to the fastest in parentheses:
+the fusenet row's ratio is fusenet time / torch time (target: within 1.5x for "train").
+"""
+
+import numpy as np
+import pytest
+
+from fusenet import layers
+
+torch = pytest.importorskip("torch")
+
+BATCH, STEPS, FEATURES, UNITS = 64, 100, 128, 256
+ROUNDS = 15
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH, STEPS, FEATURES)).astype(np.float32)
+    dy = rng.normal(size=(BATCH, UNITS)).astype(np.float32)
+    return x, dy
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _fusenet_lstm(x):
+    layer = layers.LSTM(UNITS, seed=0)
+    layer(x)
+    return layer
+
+
+def _torch_lstm():
+    torch.manual_seed(0)
+    return torch.nn.LSTM(FEATURES, UNITS, batch_first=True)
+
+
+@pytest.mark.benchmark(group="lstm-train (forward+backward)")
+def test_lstm_train_fusenet(benchmark, data):
+    x, dy = data
+    layer = _fusenet_lstm(x)
+
+    def step():
+        layer.zero_grad()
+        layer(x, training=True)
+        return layer.backward(dy)
+
+    dx = benchmark.pedantic(step, rounds=ROUNDS, warmup_rounds=2, iterations=1)
+    assert dx.shape == x.shape and np.isfinite(layer.grads["recurrent_kernel"]).all()
+
+
+@pytest.mark.benchmark(group="lstm-train (forward+backward)")
+def test_lstm_train_torch(benchmark, data):
+    x, dy = data
+    module = _torch_lstm()
+    xt = torch.from_numpy(x).requires_grad_(True)
+    dyt = torch.from_numpy(dy)
+
+    def step():
+        module.zero_grad()
+        xt.grad = None
+        _, (h, _) = module(xt)
+        h[0].backward(dyt)
+        return xt.grad
+
+    dx = benchmark.pedantic(step, rounds=ROUNDS, warmup_rounds=2, iterations=1)
+    assert tuple(dx.shape) == x.shape
+
+
+@pytest.mark.benchmark(group="lstm-eval (forward)")
+def test_lstm_eval_fusenet(benchmark, data):
+    x, _ = data
+    layer = _fusenet_lstm(x)
+    y = benchmark.pedantic(lambda: layer(x, training=False), rounds=ROUNDS, warmup_rounds=2, iterations=1)
+    assert y.shape == (BATCH, UNITS)
+
+
+@pytest.mark.benchmark(group="lstm-eval (forward)")
+def test_lstm_eval_torch(benchmark, data):
+    x, _ = data
+    module = _torch_lstm().eval()
+    xt = torch.from_numpy(x)
+
+    def run():
+        with torch.inference_mode():
+            return module(xt)[1][0]
+
+    h = benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=2, iterations=1)
+    assert tuple(h.shape) == (1, BATCH, UNITS)
