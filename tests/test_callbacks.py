@@ -406,3 +406,83 @@ def test_lambda_callback(data):
         callbacks.LambdaCallback(on_epoch_finish=print)
     with pytest.raises(TypeError, match="on_epoch_end to be a function"):
         callbacks.LambdaCallback(on_epoch_end=3)
+
+
+# ---------------------------------------------------------------- smaller paths
+def test_progbar_unknown_target_add_and_time_formats():
+    import io
+
+    from fusenet.callbacks.progbar_logger import _format_eta, _format_per_unit
+
+    stream = io.StringIO()
+    bar = callbacks.Progbar(target=None, verbose=1, stream=stream)
+    bar.add(3, {"loss": 0.5})
+    bar.update(4, finalize=True)
+    assert re.fullmatch(r"4/Unknown - \d+s \d+(us|ms|s)/step - loss: 0\.5000\n", stream.getvalue())
+    assert [_format_eta(e) for e in (5, 75, 3725)] == ["5s", "1:15", "1:02:05"]
+    assert [_format_per_unit(t, "step") for t in (2.0, 0.02, 2e-5)] == ["2s/step", "20ms/step", "20us/step"]
+    with pytest.raises(ValueError, match="target"):
+        callbacks.Progbar(target=-1)
+
+
+def test_monitor_messages_and_warnings(data, tmp_path, capsys):
+    x, y = data
+    model = make_model()
+    ckpt = callbacks.ModelCheckpoint(tmp_path / "best.fnet", monitor="score", mode="max", save_best_only=True, verbose=1)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[scripted("score", [0.5, 0.4, 0.7]), ckpt])
+    out = capsys.readouterr().out
+    assert "score improved from -inf to 0.50000" in out and "score did not improve from 0.50000" in out
+    assert "score improved from 0.50000 to 0.70000" in out
+    with pytest.warns(UserWarning, match="'val_loss', which is not in the logs"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.EarlyStopping()])
+    with pytest.warns(UserWarning, match="can save the best model only"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.ModelCheckpoint(tmp_path / "m.fnet", save_best_only=True)])
+    os.mkdir(tmp_path / "adir")
+    with pytest.raises(IsADirectoryError, match="existing directory"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.ModelCheckpoint(tmp_path / "adir")])
+    reduce = callbacks.ReduceLROnPlateau(monitor="val_loss", patience=0, verbose=1)
+    with pytest.warns(UserWarning, match="val_loss"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[reduce])
+    history = model.fit(x, y, epochs=2, verbose=0, callbacks=[scripted("acc_like", [0.5, 0.4]),
+                        callbacks.ReduceLROnPlateau(monitor="acc_like", patience=0, verbose=1)])
+    assert history.history["learning_rate"][1] == pytest.approx(model.optimizer.learning_rate * 10)
+    assert "ReduceLROnPlateau reducing learning rate" in capsys.readouterr().out
+
+
+def test_constructor_argument_errors(tmp_path):
+    with pytest.raises(TypeError, match="monitor"):
+        callbacks.EarlyStopping(monitor=3)
+    with pytest.raises(ValueError, match="baseline"):
+        callbacks.EarlyStopping(baseline=float("nan"))
+    with pytest.raises(ValueError, match="non-empty filepath"):
+        callbacks.ModelCheckpoint("")
+    with pytest.raises(TypeError, match="filepath to be a path"):
+        callbacks.ModelCheckpoint(3)
+    with pytest.raises(ValueError, match="non-empty backup_dir"):
+        callbacks.BackupAndRestore("")
+    with pytest.raises(TypeError, match="backup_dir to be a path"):
+        callbacks.BackupAndRestore(None)
+    with pytest.raises(TypeError, match="filename to be a path"):
+        callbacks.CSVLogger(None)
+    cbs = callbacks.CallbackList(callbacks.History())
+    cbs.append(callbacks.TerminateOnNaN())
+    assert len(cbs) == 2 and [type(c).__name__ for c in cbs] == ["History", "TerminateOnNaN"]
+    with pytest.raises(TypeError, match="append"):
+        cbs.append("x")
+
+
+def test_backup_and_restore_keeps_other_files_and_refuses_a_foreign_backup(data, tmp_path):
+    x, y = data
+    (tmp_path / "notes.txt").write_text("mine")
+    make_model().fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.BackupAndRestore(tmp_path)])
+    assert os.listdir(tmp_path) == ["notes.txt"]
+    # a backup whose random states belong to another architecture is refused before anything changes
+    make_model(dropout=0.5).fit(x, y, epochs=1, verbose=0,
+                                callbacks=[callbacks.BackupAndRestore(tmp_path / "b", delete_checkpoint=False)])
+    model = make_model()
+    model.layers[1].__dict__["_rng"] = np.random.default_rng(0)  # same weights, other random state layout
+    before = model.get_weights()
+    with pytest.raises(fusenet.errors.ModelFileError):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.BackupAndRestore(tmp_path / "b")])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -471,3 +471,98 @@ def test_digits_cnn_demo_reaches_97_percent(capsys):
     assert 'Model: "digits_cnn"' in out and "block1_conv (Conv2D)" in out and "Total params: 31,018" in out
     assert "Epoch 12/12" in out and "41/41 [==============================]" in out
     assert f"Test accuracy: {accuracy:.4f}" in out
+
+
+# ---------------------------------------------------------------- smaller paths
+def test_data_checks(rng):
+    model = small_classifier()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.zeros((6, 6), "float32")
+    with pytest.raises(ValueError, match="x to be an array of samples. Received: x=None"):
+        model.fit(None, np.zeros(6), verbose=0)
+    with pytest.raises(ValueError, match="batch axis"):
+        model.predict(np.float32(3.0), verbose=0)
+    with pytest.raises(ValueError, match="rectangular"):
+        model.predict([[1.0, 2.0], [3.0]], verbose=0)
+    with pytest.raises(ValueError, match="sample_weight must be finite"):
+        model.fit(x, np.zeros(6), sample_weight=np.full(6, np.nan), verbose=0)
+    with pytest.raises(TypeError, match="class_weight to be a dict"):
+        model.fit(x, np.zeros(6), class_weight=[1.0, 2.0], verbose=0)
+    with pytest.raises(TypeError, match="class indices"):
+        model.fit(x, np.zeros(6), class_weight={"a": 1.0}, verbose=0)
+    with pytest.raises(TypeError, match="validation_split to be a float"):
+        model.fit(x, np.zeros(6), validation_split="0.2", verbose=0)
+    seq = models.Sequential([layers.Input((6,)), layers.Reshape((2, 3)), layers.Dense(2)])
+    seq.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="one label per sample"):
+        seq.fit(x, np.zeros((6, 2, 2)), class_weight={0: 2.0}, verbose=0)
+    seq.fit(x, np.zeros((6, 2, 2)), verbose=0)
+    logs = model.train_on_batch(x, np.array([0, 1, 2, 0, 1, 2]), class_weight={1: 2.0}, return_dict=True)
+    assert set(logs) == {"loss"}
+    with pytest.raises(ValueError, match="not both"):
+        model.train_on_batch(x, np.zeros(6), class_weight={1: 2.0}, sample_weight=np.ones(6))
+
+
+def test_metric_functions_names_and_unreduced_losses(rng, tmp_path):
+    def half_error(y_true, y_pred):
+        return 0.5 * np.abs(y_true - y_pred).mean(axis=-1)
+
+    x = rng.normal(size=(10, 3)).astype("float32")
+    y = rng.normal(size=(10, 2)).astype("float32")
+    model = models.Sequential([layers.Input((3,)), layers.Dense(2)])
+    model.compile(optimizers.SGD(learning_rate=0.0), losses.MeanSquaredError(reduction="none"), metrics=[half_error])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs["half_error"] == pytest.approx(float(half_error(y, model(x)).mean()), rel=1e-6)
+    assert logs["loss"] == pytest.approx(float(np.sum(np.mean((model(x) - y) ** 2, axis=-1))), rel=1e-5)
+    with pytest.raises(TypeError, match="cannot be serialized|plain Python function"):
+        model.save(tmp_path / "m.fnet")
+    twice = models.Sequential([layers.Input((3,)), layers.Dense(2)])
+    twice.compile("sgd", "mse", metrics=["mae", "mae"])
+    with pytest.raises(ValueError, match="two compiled metrics are named 'mae'"):
+        twice.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"metrics\[0\] is None"):
+        twice.compile("sgd", "mse", metrics=[None])
+    with pytest.raises(TypeError, match=r"metrics\[0\] to be a metric"):
+        twice.compile("sgd", "mse", metrics=[3])
+    with pytest.raises(ValueError, match="non-empty string"):
+        models.Sequential(name="")
+
+
+def test_sequential_build_and_config_errors():
+    model = models.Sequential(layers.Dense(2))
+    with pytest.raises(ValueError, match="expected an input_shape"):
+        model.build()
+    with pytest.raises(TypeError, match="tuple of ints"):
+        model.build((None, "x"))
+    with pytest.raises(ValueError, match="batch axis"):
+        model.build(())
+    model.build((None, 3))
+    model.build()  # already built: nothing to do
+    model.build((8, 3))  # another batch size fits
+    with pytest.raises(ValueError, match=r"built for input shape \(None, 3\)"):
+        model.build((None, 4))
+    with pytest.raises(TypeError, match="list of Layer objects"):
+        models.Sequential(layers=3)
+    with pytest.raises(ValueError, match="expected a dict"):
+        models.Sequential.from_config([])
+    with pytest.raises(ValueError, match="'layers' to be a list"):
+        models.Sequential.from_config({"layers": {}})
+    with pytest.raises(ValueError, match="name or index, not both"):
+        model.get_layer("dense", 0)
+    with pytest.raises(ValueError, match="out of range"):
+        model.get_layer(index=3)
+    rebuilt = models.Sequential.from_config({"name": "r", "layers": [layers.serialize(layers.Dense(2))],
+                                             "build_input_shape": [None, 5]})
+    assert rebuilt.input_shape == (None, 5) and repr(rebuilt) == "<Sequential name='r' layers=1 built=True>"
+
+
+def test_summary_options():
+    model = models.Sequential([layers.Input((4,)), layers.Dense(400_000, name="wide")], name="big")
+    model.layers[0].trainable = False
+    lines = []
+    model.summary(line_length=80, positions=[0.4, 0.7, 0.9, 1.0], show_trainable=True, print_fn=lines.append)
+    text = "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines) and "Trainable" in text
+    assert "wide (Dense)" in text and " N" in text and "(7.63 MB)" in text
+    with pytest.raises(ValueError, match="expected 3 positions"):
+        model.summary(positions=[0.5, 1.0])

@@ -372,3 +372,50 @@ def test_class_paths_in_the_config_are_refused_and_run_nothing(trained, tmp_path
     with pytest.raises(ModelFileError, match="os.system|Unknown|unknown"):
         models.load_model(bad)
     assert ran == []
+
+
+# ---------------------------------------------------------------- smaller paths
+def test_save_path_errors_and_model_registry(trained, tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        trained.save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        trained.save(tmp_path / "missing" / "m.fnet")
+    with pytest.raises(TypeError, match="subclass of fusenet.models.Model"):
+        models.register_model_class(dict)
+
+    class Custom(models.Sequential):
+        pass
+
+    custom = Custom([layers.Input((2,)), layers.Dense(1)])
+    with pytest.raises(TypeError, match="not a registered model class"):
+        custom.save(tmp_path / "c.fnet")
+    models.register_model_class(Custom)
+    custom.save(tmp_path / "c.fnet")
+    assert type(models.load_model(tmp_path / "c.fnet")) is Custom
+    assert os.listdir(tmp_path) == ["c.fnet"]
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda d: d.pop("training_state"), "'training_state' is missing"),
+    (lambda d: d["training_state"]["metadata"].update(epoch=-1), "non-negative int"),
+    (lambda d: d["training_state"].update(shuffle_seed="x"), "shuffle seed"),
+    (lambda d: d["training_state"].update(rng_states=[]), "random states in the file"),
+    (lambda d: next(iter(d["training_state"]["rng_states"].values())).update(bit_generator="MT19937"), "not a PCG64 state"),
+    (lambda d: next(iter(d["training_state"]["rng_states"].values())).update(state="x"), "malformed"),
+    (lambda d: d.update(format="fusenet.model"), "expected a file of format"),
+])
+def test_malformed_backups_change_nothing(data, tmp_path, change, match):
+    from fusenet import callbacks
+
+    x, y = data
+    make_model().fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.BackupAndRestore(tmp_path / "b", delete_checkpoint=False)])
+    backup = tmp_path / "b" / "latest.backup"
+    rewrite(backup, tmp_path / "bad", lambda e: edit_config(e, change))
+    os.replace(tmp_path / "bad", backup)
+    model = make_model()
+    before = model.get_weights()
+    with pytest.raises(ModelFileError, match=match):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.BackupAndRestore(tmp_path / "b")])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.iterations == 0

@@ -23,6 +23,7 @@ class History(Callback):
 
     def on_train_begin(self, logs=None):
         self.epoch = []
+        self.history = {}
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

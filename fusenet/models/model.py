@@ -58,6 +58,12 @@ class _LossTracker:
         self.total, self.count = 0.0, 0
 
 
+def _reduced(value) -> float:
+    """The loss value as a float; an unreduced loss (``reduction="none"``) counts as the sum of its
+    entries, the quantity its ``gradient`` differentiates."""
+    return float(value) if np.ndim(value) == 0 else float(np.sum(value))
+
+
 def _metric_value(metric):
     value = metric.result()
     if np.ndim(value) == 0:
@@ -352,7 +358,7 @@ class Model:
         else:
             value = self.loss(y, y_pred, sample_weight=sample_weight)
             dy = self.loss.gradient(y, y_pred, sample_weight=sample_weight)
-        loss = value + self._regularization_loss(layers)
+        loss = _reduced(value) + self._regularization_loss(layers)
         if dy.dtype != y_pred.dtype:
             dy = dy.astype(y_pred.dtype)
         self._backward(dy)
@@ -364,7 +370,7 @@ class Model:
 
     def _test_step(self, x, y, sample_weight) -> None:
         y_pred = self._forward(x, training=False)
-        loss = self.loss(y, y_pred, sample_weight=sample_weight) + self._regularization_loss(self._all_layers())
+        loss = _reduced(self.loss(y, y_pred, sample_weight=sample_weight)) + self._regularization_loss(self._all_layers())
         self._loss_tracker.update(loss, x.shape[0])
         self._update_metrics(y, y_pred, sample_weight)
 
@@ -569,7 +575,17 @@ class Model:
         def metric_spec(spec):
             if isinstance(spec, (str, dict)):
                 return spec
-            return _metrics.serialize(spec)
+            if not callable(getattr(spec, "update_state", None)):
+                spec = _metrics.MeanMetricWrapper(spec, name=getattr(spec, "__name__", None))
+            out = _metrics.serialize(spec)
+            try:
+                json.dumps(out)
+            except TypeError:
+                raise TypeError(
+                    f"{self.describe()}: the compiled metric {spec.name!r} wraps a plain Python function, which a "
+                    "saved file cannot hold; compile with one of fusenet's metric names or classes, or use save_weights()."
+                ) from None
+            return out
 
         return {
             "optimizer": _optimizers.serialize(self.optimizer),

@@ -137,11 +137,16 @@ class Sequential(Model):
         prev = f"the output of {previous.describe()}" if previous is not None else "the model's input"
         try:
             _layers.check_input(layer, shape, layer.input_spec)
-            out = layer.compute_output_shape(shape)
             if not layer.built:
+                try:  # refuse a misfit before building when the layer can tell without weights
+                    layer.compute_output_shape(shape)
+                except ValueError:
+                    raise
+                except Exception:  # noqa: BLE001 - some layers know their output shape only once built
+                    pass
                 layer._build_for(shape, dtype)
                 _layers.check_input(layer, shape, layer.input_spec)
-                out = layer.compute_output_shape(shape)
+            out = layer.compute_output_shape(shape)
         except ValueError as exc:
             raise ValueError(
                 f"{self.describe()}: {layer.describe()} cannot take {prev}, which has shape {tuple(shape)}: {exc}"
@@ -156,7 +161,7 @@ class Sequential(Model):
             raise ValueError(f"{self.describe()}.build: expected an input_shape such as (None, 64). Received: None")
         try:
             shape = _shape_tuple(input_shape)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"{self.describe()}.build: expected input_shape to be a tuple of ints or None. Received: {input_shape!r}"
             ) from exc
