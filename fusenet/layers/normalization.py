@@ -135,6 +135,55 @@ def _standardize_backward(dxhat, xhat, inv, axes, count):
     return dx
 
 
+class _Channels:
+    """Per-channel reductions and broadcasts for BatchNormalization on a merged view.
+
+    Channel vectors are flat arrays of length ``p`` (the product of the normalised axes). The
+    common channels-last case is a ``(m, p)`` matrix reduced over its rows; it is worked on as a
+    *wider* matrix ``(m / r, p * r)`` (a free reshape, ``r`` a power of two dividing ``m``) with the
+    channel vectors tiled ``r`` times, so that broadcasting ufuncs run long inner loops even for
+    few channels, and row sums are BLAS GEMVs folded back to ``p`` entries.
+    """
+
+    def __init__(self, view, red, pshape):
+        self.view, self.red, self.pshape = view, red, pshape
+        self.p = int(np.prod(pshape))
+        self.count = int(np.prod(view)) // max(self.p, 1)
+        self.rep = 0  # 0: general keepdims path
+        if len(view) == 2 and red == (0,):
+            m, p = view
+            rep = 1
+            while p * rep < 2048 and m % (2 * rep) == 0:
+                rep *= 2
+            self.rep = rep
+            self.wide = (m // rep, p * rep)
+
+    def work(self, a):
+        """``a`` (input-shaped) as the working array."""
+        return a.reshape(self.wide if self.rep else self.view)
+
+    def param(self, v):
+        """A flat channel vector, broadcastable against the working array."""
+        if self.rep:
+            return np.tile(v, self.rep) if self.rep > 1 else v
+        return v.reshape(self.pshape)
+
+    def _fold(self, s):
+        return s.reshape(self.rep, self.p).sum(axis=0) if self.rep > 1 else s
+
+    def sum(self, a):
+        """Per-channel sum of a working array."""
+        if self.rep:
+            return self._fold(np.ones(a.shape[0], dtype=a.dtype) @ a)
+        return a.sum(axis=self.red).reshape(-1)
+
+    def sum_prod(self, a, b):
+        """Per-channel ``sum(a * b)`` of two working arrays (no temporary for matrices)."""
+        if self.rep:
+            return self._fold(np.einsum("ij,ij->j", a, b))
+        return np.multiply(a, b).sum(axis=self.red).reshape(-1)
+
+
 class _GammaBetaMixin:
     """Shared storage, weight creation and config of the ``gamma``/``beta`` arguments."""
 
@@ -228,60 +277,67 @@ class BatchNormalization(_GammaBetaMixin, Layer):
         self.input_spec = InputSpec(ndim=ndim, axes={a: input_shape[a] for a in axes})
         super().build(input_shape)
 
-    def _view(self, shape):
+    def _channels(self, shape):
         view, keep, red = _merged_view(shape, set(self._axes))
-        return view, red, _param_view(view, keep)
+        return _Channels(view, red, _param_view(view, keep))
 
     def forward(self, x, training=False):
-        view, red, pshape = self._view(x.shape)
-        xv = x.reshape(view)
-        gamma = self._params["gamma"].reshape(pshape) if self.scale else None
-        beta = self._params["beta"].reshape(pshape) if self.center else None
+        ops = self._channels(x.shape)
+        xw = ops.work(x)
+        flat = {k: v.reshape(-1) for k, v in self._params.items()}
         if training and self.trainable:
-            count = xv.size // max(int(np.prod(pshape)), 1)
-            xhat, inv, mean, var = _standardize(xv, red, count, self.epsilon)
-            y = xhat * gamma if gamma is not None else xhat.copy()
-            if beta is not None:
-                y += beta
+            count = ops.count
+            mean = ops.sum(xw) * (1.0 / count)
+            xc = xw - ops.param(mean)
+            var = ops.sum_prod(xc, xc) * (1.0 / count)
             mom = self.momentum
             for key, stat in (("moving_mean", mean), ("moving_variance", var)):
                 moving = self._state[key]
                 moving *= mom
                 moving += (1.0 - mom) * stat.reshape(moving.shape)
-            self._save_for_backward(True, xhat, inv, count, True)
+            saved_mean = None
+        else:  # the moving statistics: inference, or a frozen layer (trainable=False, as Keras)
+            var = self._state["moving_variance"].reshape(-1)
+            saved_mean = self._state["moving_mean"].reshape(-1)
+        inv = 1.0 / np.sqrt(var + self.epsilon)
+        k = inv * flat["gamma"] if self.scale else inv
+        if saved_mean is None:
+            # y = gamma * xhat + beta = xc * k + beta
+            y = xc * ops.param(k)
+            if self.center:
+                y += ops.param(flat["beta"])
+            self._save_for_backward(True, xc, inv, True)
             return y.reshape(x.shape)
-        # inference: the affine map y = x * k + b with the moving statistics
-        inv = 1.0 / np.sqrt(self._state["moving_variance"].reshape(pshape) + self.epsilon)
-        k = inv * gamma if gamma is not None else inv
-        b = -self._state["moving_mean"].reshape(pshape) * k
-        if beta is not None:
-            b += beta
-        y = xv * k
-        y += b
-        if training:  # trainable=False: frozen, runs in inference mode (Keras), still differentiable
-            xhat = (xv - self._state["moving_mean"].reshape(pshape)) * inv
-            self._save_for_backward(True, xhat, inv, None, False)
+        # the affine map y = x * k + (beta - mean * k)
+        b = -saved_mean * k
+        if self.center:
+            b += flat["beta"]
+        y = xw * ops.param(k)
+        y += ops.param(b)
+        if training:
+            self._save_for_backward(True, xw - ops.param(saved_mean), inv, False)
         else:
             self._save_for_backward(False)
         return y.reshape(x.shape)
 
     def backward(self, dy):
-        xhat, inv, count, batch_stats = self._saved()
-        view, red, pshape = self._view(dy.shape)
-        dyv = dy.reshape(view)
-        dbeta = _reduce_sum(dyv, red)
-        dgamma = _reduce_sum_prod(dyv, xhat, red)
+        xc, inv, batch_stats = self._saved()
+        ops = self._channels(dy.shape)
+        dyw = ops.work(dy)
+        dbeta = ops.sum(dyw)
+        s = ops.sum_prod(dyw, xc)  # sum(dy * (x - mean)); dgamma = s * inv
         if self.scale:
-            self._grads["gamma"] += dgamma.reshape(self._grads["gamma"].shape)
+            self._grads["gamma"] += (s * inv).reshape(self._grads["gamma"].shape)
         if self.center:
             self._grads["beta"] += dbeta.reshape(self._grads["beta"].shape)
-        k = inv * self._params["gamma"].reshape(pshape) if self.scale else inv
-        dx = dyv * k
+        k = inv * self._params["gamma"].reshape(-1) if self.scale else inv
+        dx = dyw * ops.param(k)
         if batch_stats:
-            scale = k * (1.0 / count)
-            t = xhat * (dgamma * scale)
-            dx -= t
-            dx -= dbeta * scale
+            # dx = k * (dy - dbeta / m - xhat * dgamma / m) = dy * k + xc * a + b
+            a = k * inv * inv * s * (-1.0 / ops.count)
+            t = xc * ops.param(a)
+            dx += t
+            dx += ops.param(k * dbeta * (-1.0 / ops.count))
         return dx.reshape(dy.shape)
 
     def compute_output_shape(self, input_shape):
