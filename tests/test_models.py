@@ -566,3 +566,14 @@ def test_summary_options():
     assert "wide (Dense)" in text and " N" in text and "(7.63 MB)" in text
     with pytest.raises(ValueError, match="expected 3 positions"):
         model.summary(positions=[0.5, 1.0])
+
+
+def test_weight_constraints_hold_after_every_step(rng):
+    x, y = blobs(rng, n=40)
+    model = small_classifier(kernel_constraint=fusenet.constraints.MaxNorm(0.5))
+    model.compile(optimizers.SGD(learning_rate=0.5), "sparse_categorical_crossentropy")
+    norms = []
+    spy = callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: norms.append(np.linalg.norm(model.layers[0].get_weights()[0], axis=0).max()))
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[spy])
+    assert max(norms) <= 0.5 + 1e-6

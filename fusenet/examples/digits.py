@@ -3,14 +3,12 @@
 Run with ``python -m fusenet.examples.digits``. The data set ships with scikit-learn (1797
 grey-scale 8x8 images of the digits 0-9, no download). The script holds out a stratified 20% as
 the test set, trains with a progress bar, and prints the model's summary and its test accuracy
-(about 98%, in a few seconds on two cores).
+(above 99% with the default seed, in a few seconds on two cores).
 """
 
 from __future__ import annotations
 
 import time
-
-import numpy as np
 
 import fusenet
 from fusenet import callbacks, layers, models, optimizers
@@ -20,8 +18,13 @@ __all__ = ["load_data", "build_model", "main"]
 
 def load_data(seed: int = 0):
     """``(x_train, y_train), (x_test, y_test)``: images ``(n, 8, 8, 1)`` in [0, 1] (float32), labels 0-9."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as exc:
+        raise ImportError(
+            "The digits demo reads scikit-learn's bundled digits set: install it with pip install -e '.[examples]'."
+        ) from exc
 
     digits = load_digits()
     x = (digits.images / 16.0).astype("float32")[..., None]
