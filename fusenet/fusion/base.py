@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 
-from ..layers.base import Layer, deserialize, serialize
+from ..layers.base import Layer, _unique_name, deserialize, serialize
 
 __all__ = ["FusedLayer"]
 
@@ -36,7 +36,7 @@ class FusedLayer(Layer):
         if not layers or not all(isinstance(layer, Layer) for layer in layers):
             raise TypeError(f"{type(self).__name__}: expected a non-empty list of Layers. Received: {layers!r}")
         if kwargs.get("name") is None:
-            kwargs["name"] = "fused_" + "_".join(layer.name for layer in layers)[:60]
+            kwargs["name"] = _unique_name(f"fused_{layers[0].name}")
         super().__init__(**kwargs)
         self.source_layers = [copy.deepcopy(layer) for layer in layers] if copy_layers else layers
         for i, layer in enumerate(self.source_layers):

@@ -64,8 +64,11 @@ def format_summary(model, line_length=None, positions=None, show_trainable=False
         return (" " + "".join(parts)).rstrip()
 
     out = [f'Model: "{model.name}"', "_" * line_length, line(header), "=" * line_length]
-    for i, row in enumerate(rows):
+    for i, (row, layer) in enumerate(zip(rows, layers)):
         out.append(line(row))
+        replaced = getattr(layer, "describe_fusion", None)
+        if callable(replaced):  # a fused layer: say what it replaced
+            out.append(" " + _fit(f"  fuses {replaced()}", line_length - 1))
         if i < len(rows) - 1:
             out.append("")
     out.append("=" * line_length)

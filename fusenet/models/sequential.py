@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from .. import layers as _layers
 from ..utils import floatx, result_dtype
 from .model import Model
@@ -244,6 +246,28 @@ class Sequential(Model):
         if shape is not None and not model.built:
             model.build(shape)
         return model
+
+    # ------------------------------------------------------------ fusion
+    def fuse(self, training: bool = False, report: bool = False):
+        """A new, equivalent Sequential whose layers went through ``LayerBuilder.optimize_sequence``.
+
+        ``training=False`` targets inference (BatchNorm folded into the weights, Dropout gone);
+        ``training=True`` keeps separate parameters that train with fused backward passes. The model
+        itself is not changed and shares no layer with the result (its layers are copied first).
+        A compiled model's compile settings carry over (a fresh optimizer state). With
+        ``report=True`` returns ``(fused_model, fusion.FusionReport)``.
+        """
+        from ..fusion import LayerBuilder  # models may import fusion; imported here to keep start-up light
+
+        fused_layers, rep = LayerBuilder.optimize_sequence(copy.deepcopy(self._layers), training=training, report=True)
+        model = Sequential(name=f"{self.name}_fused")
+        for layer in fused_layers:
+            model.add(layer)
+        if self.built and not model.built:
+            model.build(self._input_shape)
+        if self.compiled:
+            model.compile_from_config(self.get_compile_config())
+        return (model, rep) if report else model
 
     def get_layer(self, name=None, index=None):
         """The layer called ``name`` or at position ``index`` (in :attr:`layers`)."""
