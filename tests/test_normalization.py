@@ -342,3 +342,13 @@ def test_wrong_rank_and_size_after_build():
         layer(np.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"GroupNormalization\): expected an input of rank >= 2.*input_shape=\(3,\)"):
         layers.GroupNormalization(groups=1)(np.zeros(3))
+
+
+@pytest.mark.parametrize("make", [lambda: layers.LayerNormalization(gamma_initializer="random_normal"),
+                                  lambda: layers.LayerNormalization(rms_scaling=True, gamma_initializer="random_normal"),
+                                  lambda: layers.LayerNormalization(scale=False),
+                                  lambda: layers.GroupNormalization(groups=2)])
+def test_per_sample_norms_same_in_training_and_inference(rng, make):
+    layer = make()
+    x = rng.normal(size=(3, 4, 6))
+    np.testing.assert_array_equal(layer(x, training=True), layer(x, training=False))

@@ -390,3 +390,18 @@ def test_return_state_backward_needs_the_list():
     bi(np.zeros((1, 3, 2)), training=True)
     with pytest.raises(ValueError, match=r"backward expects a list of 5 gradients"):
         bi.backward([np.zeros((1, 4))])
+
+
+def test_activation_with_hyperparameters_round_trips(rng):
+    from fusenet import activations
+
+    elu = activations.get({"class_name": "elu", "config": {"alpha": 0.5}})
+    layer = layers.GRU(3, activation=elu, return_sequences=True)
+    x = rng.normal(size=(2, 4, 3))
+    y = layer(x)
+    clone = layers.deserialize(layers.serialize(layer))
+    assert clone.get_config() == layer.get_config()
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(clone(x), y)
+    check_layer_gradients(layers.GRU(3, activation=elu, return_sequences=True), x)

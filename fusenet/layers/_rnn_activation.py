@@ -23,14 +23,12 @@ _FAST = ("tanh", "sigmoid", "linear")
 class _LoopActivation:
     """An activation usable inside a recurrent loop: ``apply(x, out)`` and ``derivative(x, y, out)``.
 
-    ``spec`` is what the user passed (a name or an activation object); it is what ``get_config``
-    serialises.
+    Built from a name, a config dict or an activation object (``None`` means linear).
     """
 
     def __init__(self, identifier, owner, argname):
         if identifier is None:
             identifier = "linear"
-        self.spec = identifier
         name = identifier if isinstance(identifier, str) else None
         if isinstance(identifier, _activations.ActivationFunction) and not identifier.get_config():
             name = identifier.name
@@ -45,9 +43,8 @@ class _LoopActivation:
         self.needs_input = self.fast is None
 
     def serialize(self):
-        if isinstance(self.spec, str):
-            return self.spec
-        return _activations.serialize(self.spec)
+        """The name (no hyper-parameters) or the config dict of the activation, for ``get_config``."""
+        return self.fast if self.fast else _activations.serialize(self.function)
 
     def apply(self, x, out):
         """``out[...] = f(x)``; ``out`` may be ``x`` itself (then ``x`` is overwritten)."""

@@ -423,7 +423,12 @@ class LayerNormalization(_GammaBetaMixin, Layer):
             xhat = xv * inv
         else:
             xhat, inv, _, _ = _standardize(xv, norm, count, self.epsilon)
-        y = xhat * gamma if gamma is not None else xhat.copy()
+        if training:
+            y = xhat * gamma if gamma is not None else xhat.copy()
+        else:  # nothing is kept: finish in place
+            y = xhat
+            if gamma is not None:
+                y *= gamma
         if self._has_beta:
             y += self._params["beta"].reshape(pshape)
         self._save_for_backward(training, xv, xhat, inv, count)

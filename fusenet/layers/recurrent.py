@@ -402,6 +402,7 @@ class LSTM(_RNNBase):
         u = self.units
         act, rec = self.activation, self.recurrent_activation
         RT = np.ascontiguousarray(self._params["recurrent_kernel"].T)
+        fast = self._fast_gates()
         dG = np.empty_like(G)
         tmpu = np.empty((batch, u), dtype=G.dtype)
         for t in range(steps - 1, -1, -1):
@@ -417,9 +418,14 @@ class LSTM(_RNNBase):
             tmpu *= dh
             dc += tmpu
             # gate derivatives times what each gate multiplies
-            rec.derivative(zv[:, 0:2], gv[:, 0:2], out=dv[:, 0:2])
-            act.derivative(zv[:, 2], g, out=dv[:, 2])
-            rec.derivative(zv[:, 3], o, out=dv[:, 3])
+            if fast:  # y * (1 - y) over the whole contiguous row, then the tanh block
+                np.subtract(1.0, G[t], out=dG[t])
+                dG[t] *= G[t]
+                act.derivative(None, g, out=dv[:, 2])
+            else:
+                rec.derivative(zv[:, 0:2], gv[:, 0:2], out=dv[:, 0:2])
+                act.derivative(zv[:, 2], g, out=dv[:, 2])
+                rec.derivative(zv[:, 3], o, out=dv[:, 3])
             dv[:, 0] *= g
             dv[:, 1] *= C[t]
             dv[:, 2] *= i
