@@ -10,12 +10,14 @@ state is zero. ``dropout``/``recurrent_dropout`` and masking are not implemented
 How the computation is organised (the same for the three cells):
 
 * the input projection of all time steps is ONE GEMM, ``x.reshape(-1, in) @ kernel`` on the
-  time-major copy of the input, plus the input bias;
+  time-major copy of the input (the input bias rides in it as an extra kernel row against a column
+  of ones, so that no separate pass adds it);
 * the loop over time steps is the only Python loop; inside it run only the recurrent GEMM
   ``h_{t-1} @ recurrent_kernel`` and element-wise work written with ``out=`` into preallocated
   buffers (activations, gates and states of every step are kept for backward in training);
 * backward-through-time runs the loop in reverse and produces the gradient of every step's
-  pre-activations; after the loop the kernel gradient (``x^T @ d_pre``), the recurrent-kernel
+  pre-activations; after the loop the kernel gradient (``x^T @ d_pre``, with the input-bias
+  gradient as its extra row), the recurrent-kernel
   gradient (``h_prev^T @ d_pre``) and the input gradient (``d_pre @ kernel^T``) are each ONE GEMM
   over all time steps.
 
@@ -142,12 +144,16 @@ class _RNNBase(Layer):
         batch, steps, in_dim = x.shape
         if steps == 0:
             raise ValueError(f"{self.describe()}: expected at least one time step. Received input with shape {x.shape}")
-        xs = x[:, ::-1] if self.go_backwards else x
-        xt = np.ascontiguousarray(xs.transpose(1, 0, 2))  # (time, batch, in)
+        xs = (x[:, ::-1] if self.go_backwards else x).transpose(1, 0, 2)  # (time, batch, in)
         kernel, bias = self._input_weights()
-        G = xt.reshape(steps * batch, in_dim) @ kernel  # the one input GEMM
-        if bias is not None:
-            G += bias
+        if bias is None:
+            xt = np.ascontiguousarray(xs)
+        else:  # the bias rides in the GEMM as a row of the kernel against a column of ones
+            xt = np.empty((steps, batch, in_dim + 1), dtype=x.dtype)
+            xt[:, :, :in_dim] = xs
+            xt[:, :, in_dim] = 1.0
+            kernel = np.concatenate([kernel, bias[None, :]], axis=0)
+        G = xt.reshape(steps * batch, -1) @ kernel  # the one input GEMM, all time steps
         H, saved = self._loop(G.reshape(steps, batch, -1), training)
         if self.return_sequences:
             out = np.ascontiguousarray(H[1:].transpose(1, 0, 2))
@@ -174,7 +180,7 @@ class _RNNBase(Layer):
 
     def backward(self, dy):
         xt, H, saved = self._saved()
-        steps, batch, in_dim = xt.shape
+        steps, batch = xt.shape[:2]
         dout, dstates = self._split_gradients(dy)
         dtype = H.dtype
         dYt = None
@@ -194,12 +200,14 @@ class _RNNBase(Layer):
                 dc += dstates[1]
         dG = self._loop_backward(H, saved, dYt, dh, dc)
         dG2 = dG.reshape(steps * batch, -1)
-        x2 = xt.reshape(steps * batch, in_dim)
-        self._grads["kernel"] += x2.T @ dG2
+        kernel = self._params["kernel"]
+        in_dim = kernel.shape[0]
+        grad = xt.reshape(steps * batch, -1).T @ dG2  # kernel (and input-bias) gradient: one GEMM
+        self._grads["kernel"] += grad[:in_dim]
         if self.use_bias:
             grad_bias = self._input_bias()[1]
-            grad_bias += np.ones(steps * batch, dtype=dtype) @ dG2
-        dx = (dG2 @ self._params["kernel"].T).reshape(steps, batch, in_dim).transpose(1, 0, 2)
+            grad_bias += grad[in_dim]
+        dx = (dG2 @ kernel.T).reshape(steps, batch, in_dim).transpose(1, 0, 2)
         if self.go_backwards:
             dx = dx[:, ::-1]
         return np.ascontiguousarray(dx)
