@@ -1,0 +1,163 @@
+"""Losses and gradient tapes: custom losses written with tape operations, and fusenet losses on a tape.
+
+**TapeLoss.** ``TapeLoss(fn)`` turns a function ``fn(y_true, y_pred) -> per-sample losses``
+written with tape operations (both arguments are Tensors) into a fusenet loss: calling it gives
+the reduced value (sample weights and reductions exactly as :class:`fusenet.losses.Loss`), and
+``gradient(y_true, y_pred)`` comes from the tape, so it plugs into ``compile``/``fit``::
+
+    def log_cosh(y_true, y_pred):
+        d = y_pred - y_true
+        return ad.mean(d + ad.softplus(-2.0 * d) - math.log(2.0), axis=-1)
+
+    model.compile(optimizer="adam", loss=TapeLoss(log_cosh))
+
+Called on a Tensor ``y_pred`` inside a tape, a TapeLoss returns a Tensor (the same reduced
+value, recorded), so it also serves hand-written training steps and higher-order gradients.
+
+**call_loss.** ``call_loss(loss, y_true, y_pred)`` evaluates any fusenet loss on a Tensor
+``y_pred`` inside a tape as one node whose gradient is the loss's own ``gradient`` (a reducing
+loss: its value must be a scalar). Like layer nodes, it cannot be differentiated twice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..losses.base import Loss
+from ..utils import check_numeric
+from . import ops
+from .tape import GradientTape, non_differentiable, record
+from .tensor import Tensor
+
+__all__ = ["TapeLoss", "call_loss"]
+
+
+def _function_name(fn) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+class TapeLoss(Loss):
+    """A loss from a function written with tape operations; its gradient comes from the tape.
+
+    Args:
+        fn: ``fn(y_true, y_pred) -> losses``, both arguments Tensors (``y_true`` keeps an integer
+            dtype for sparse labels, float labels take ``y_pred``'s dtype), returning the
+            per-sample losses, e.g. shape ``(batch,)`` (a scalar is accepted without sample weights).
+        reduction: as every fusenet loss (``"sum_over_batch_size"`` by default).
+        name: defaults to the function's name (``"tape_loss"`` for lambdas).
+    """
+
+    _default_name = "tape_loss"
+
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None):
+        if not callable(fn):
+            raise TypeError(f"TapeLoss: expected fn to be a callable fn(y_true, y_pred). Received: fn={fn!r}")
+        fn_name = getattr(fn, "__name__", None)
+        if name is None and isinstance(fn_name, str) and fn_name.isidentifier():
+            name = fn_name
+        super().__init__(reduction=reduction, name=name)
+        self.fn = fn
+
+    # ------------------------------------------------------------ the Loss hooks
+    def _prepare(self, y_true, yp):
+        if y_true is None:
+            raise TypeError(f"{self.describe()}: expected y_true to be a numeric array. Received: y_true=None")
+        if isinstance(y_true, Tensor):
+            y_true = y_true._value
+        yt = check_numeric(y_true, f"{self.describe()}: y_true")
+        if yt.dtype.kind == "f" and yt.dtype != yp.dtype:
+            yt = yt.astype(yp.dtype)
+        return yt, yp
+
+    def _losses(self, yt: np.ndarray, y_pred: Tensor) -> Tensor:
+        losses = self.fn(Tensor(yt), y_pred)
+        if not isinstance(losses, Tensor):
+            losses = Tensor._wrap(np.asarray(losses, dtype=y_pred.dtype))
+        return losses
+
+    def _forward(self, yt, yp):
+        ypt = Tensor(yp)
+        with GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(ypt)
+            losses = self._losses(yt, ypt)
+        return losses._value, {"tape": tape, "yp": ypt, "losses": losses}
+
+    def _backward(self, yt, yp, cache, dlosses):
+        losses = cache["losses"]
+        g = cache["tape"].gradient(losses, cache["yp"], output_gradients=np.reshape(dlosses, losses.shape))
+        return np.zeros_like(yp) if g is None else g._value
+
+    # ------------------------------------------------------------ on a tape
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The reduced loss: a Python float for arrays, a recorded Tensor for a Tensor ``y_pred``."""
+        if not isinstance(y_pred, Tensor):
+            return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        if y_pred.dtype.kind != "f":
+            y_pred = ops.cast(y_pred, np.float32)
+        yt, _ = self._prepare(y_true, y_pred._value)
+        losses = self._losses(yt, y_pred)
+        weights = self._weights(sample_weight, losses._value, None, losses.dtype)
+        values = losses if weights is None else ops.multiply(losses, weights)
+        if self.reduction == "none":
+            return values
+        divisor = self._divisor(losses._value, weights)
+        total = ops.sum(values)
+        return ops.multiply(total, 0.0) if divisor == 0 else ops.divide(total, divisor)
+
+    # ------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        """``name``, ``reduction`` and ``function`` (the function's qualified name, for reference)."""
+        return {"name": self.name, "reduction": self.reduction, "function": _function_name(self.fn)}
+
+    @classmethod
+    def from_config(cls, config: dict, fn=None):
+        """Rebuild from :meth:`get_config`; the function itself is not in a config, pass it as ``fn``."""
+        if fn is None:
+            raise ValueError(
+                "TapeLoss.from_config: a config cannot hold the loss function; pass it, "
+                f"e.g. TapeLoss.from_config(config, fn=my_loss). Received: config={config!r}, fn=None"
+            )
+        config = dict(config)
+        config.pop("function", None)
+        return cls(fn, **config)
+
+
+def call_loss(loss, y_true, y_pred, sample_weight=None) -> Tensor:
+    """``loss(y_true, y_pred, sample_weight)`` as a recorded scalar Tensor.
+
+    A :class:`TapeLoss` records its own operations. Any other fusenet loss (an object with
+    ``__call__`` and ``gradient``, e.g. ``fusenet.losses.get("mse")``) is one node whose gradient
+    is ``g * loss.gradient(y_true, y_pred, sample_weight)``; its reduction must give a scalar.
+    """
+    if isinstance(loss, TapeLoss):
+        return loss(y_true, y_pred if isinstance(y_pred, Tensor) else Tensor(y_pred), sample_weight=sample_weight)
+    if not callable(loss) or not callable(getattr(loss, "gradient", None)):
+        raise TypeError(
+            "call_loss: expected a fusenet loss object (with __call__ and gradient) or a TapeLoss. "
+            f"Received: loss={loss!r}"
+        )
+    yp = y_pred if isinstance(y_pred, Tensor) else Tensor(y_pred)
+    y_true = y_true._value if isinstance(y_true, Tensor) else y_true
+    both = getattr(loss, "value_and_gradient", None)
+    if both is not None:
+        value, grad = both(y_true, yp._value, sample_weight=sample_weight)
+    else:
+        value = loss(y_true, yp._value, sample_weight=sample_weight)
+        grad = loss.gradient(y_true, yp._value, sample_weight=sample_weight)
+    if np.ndim(value) != 0:
+        raise ValueError(
+            f"call_loss: expected a loss that reduces to a scalar, but {type(loss).__name__} returned values of shape "
+            f"{np.shape(value)} (reduction='none'). Use a reducing loss, or a TapeLoss for per-sample values."
+        )
+    dtype = yp.dtype if yp.dtype.kind == "f" else np.dtype(np.float32)
+    grad = np.asarray(grad, dtype=dtype)
+    name = getattr(loss, "name", type(loss).__name__)
+
+    def vjp(g):
+        reason = (
+            f"Second-order gradients through loss {name!r} ({type(loss).__name__}) are not available: its gradient "
+            "is hand-written NumPy. Write the loss with tape operations (TapeLoss) to differentiate it twice."
+        )
+        return non_differentiable(f"backward:{name}", [g._value * grad], (g, yp), reason)[0]
+
+    return record(f"loss:{name}", np.asarray(value, dtype=dtype), (yp,), (vjp,))

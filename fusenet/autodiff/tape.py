@@ -1,0 +1,671 @@
+"""The gradient tape: recording, the computation graph and reverse-mode differentiation.
+
+While a :class:`GradientTape` is entered (``with GradientTape() as tape:``) every operation on a
+Tensor it *tracks* is recorded as a :class:`ComputationNode` ``outputs = op(inputs)`` together
+with the operation's vector-Jacobian product (VJP). A tape tracks the tensors it was told to
+:meth:`~GradientTape.watch`, the trainable :class:`~fusenet.autodiff.Variable`s that operations
+use (``watch_accessed_variables=True``), and every output of an operation it recorded.
+
+``tape.gradient(target, sources)`` walks the recorded DAG backwards from ``target``:
+
+1. the nodes reachable from the targets are found iteratively (no recursion limit) and put in
+   topological order (Kahn's algorithm);
+2. only nodes on a path between the sources and the targets are differentiated;
+3. in reverse topological order, each node turns the gradient of its outputs into gradients of
+   its inputs with its VJP; gradients of a tensor used several times are summed.
+
+Every VJP is written with the tape operations themselves. While a tape computes gradients it
+does not record, but any *outer* tape that is recording sees those operations, so nesting tapes
+gives higher-order derivatives::
+
+    with GradientTape() as outer:
+        outer.watch(x)
+        with GradientTape() as inner:
+            inner.watch(x)
+            y = f(x)
+        dy_dx = inner.gradient(y, x)
+    d2y_dx2 = outer.gradient(dy_dx, x)
+
+Semantics follow TensorFlow 2: a source the tape never saw gets ``None`` (or zeros with
+``unconnected_gradients="zero"``); a non-persistent tape computes one set of gradients and then
+releases its graph (a second :meth:`~GradientTape.gradient` call raises
+:class:`TapeUsageError`); ``persistent=True`` keeps the graph for several calls. A target that
+is not a scalar needs ``output_gradients`` of its shape (the upstream gradient): fusenet does not
+silently sum it.
+
+Tapes are not thread-safe: record and differentiate from one thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+
+import numpy as np
+
+from .tensor import Tensor, Variable
+
+__all__ = [
+    "GradientTape",
+    "ComputationNode",
+    "Graph",
+    "TapeUsageError",
+    "stop_gradient",
+    "record",
+    "record_node",
+    "non_differentiable",
+]
+
+
+class TapeUsageError(RuntimeError):
+    """A tape was used in a way its state does not allow (e.g. a second ``gradient`` call on a
+    non-persistent tape, or a Variable assigned between recording and differentiation)."""
+
+
+# ---------------------------------------------------------------- global recording state
+class _State:
+    """The entered tapes (outermost first) and which of them record.
+
+    ``barrier``: tapes below this index do not record. The layer bridge raises it while a layer
+    runs its own NumPy forward/backward, so that only the one node of the layer call is
+    recorded by the outer tapes.
+    """
+
+    def __init__(self):
+        self.stack: list = []
+        self.barrier = 0
+        self.recording: tuple = ()
+        self.scopes = 0  # active tapes plus dispatch scopes (see layers_bridge)
+        self.hooks: list = []  # (on_first_scope, on_last_scope) pairs
+
+    def refresh(self) -> None:
+        self.recording = tuple(t for t in self.stack[self.barrier:] if t._recording)
+
+    def open_scope(self) -> None:
+        self.scopes += 1
+        if self.scopes == 1:
+            for start, _ in self.hooks:
+                start()
+
+    def close_scope(self) -> None:
+        self.scopes -= 1
+        if self.scopes == 0:
+            for _, stop in self.hooks:
+                stop()
+
+
+_STATE = _State()
+
+
+def recording_tapes() -> tuple:
+    """The tapes that record operations right now (innermost last)."""
+    return _STATE.recording
+
+
+def add_scope_hooks(on_first, on_last) -> None:
+    """Call ``on_first()`` when the first tape (or dispatch scope) opens and ``on_last()`` when
+    the last one closes. The layer bridge uses it to route layer calls on Tensors through the tape."""
+    _STATE.hooks.append((on_first, on_last))
+
+
+@contextlib.contextmanager
+def dispatch_scope():
+    """Open the scope hooks (layer calls on Tensors record) without entering a tape."""
+    _STATE.open_scope()
+    try:
+        yield
+    finally:
+        _STATE.close_scope()
+
+
+@contextlib.contextmanager
+def isolated():
+    """Tapes entered so far stop recording inside this block; tapes entered inside it record.
+
+    Used while a layer runs its own forward/backward: the layer call is one node for the outer
+    tapes, and a :class:`~fusenet.autodiff.TapeLayer` can still record its own operations.
+    """
+    old = _STATE.barrier
+    _STATE.barrier = len(_STATE.stack)
+    _STATE.refresh()
+    try:
+        yield
+    finally:
+        _STATE.barrier = old
+        _STATE.refresh()
+
+
+# ---------------------------------------------------------------- nodes and recording
+class ComputationNode:
+    """One recorded operation: ``outputs = op(inputs)`` and how to pull gradients back.
+
+    Attributes:
+        op: the operation's name (``"matmul"``, ``"layer:dense"``, ...).
+        inputs: the input Tensors (constants included; Python scalars are not inputs).
+        outputs: the output Tensors (one for every primitive except layer calls with several outputs).
+        attrs: static arguments worth showing (axis, shape, ...).
+    """
+
+    __slots__ = ("op", "inputs", "outputs", "attrs", "_vjp", "_versions", "index")
+
+    def __init__(self, op, inputs, outputs, vjp, attrs=None):
+        self.op = op
+        self.inputs = inputs
+        self.outputs = outputs
+        self.attrs = attrs or {}
+        self._vjp = vjp
+        self._versions = tuple((t, t._version) for t in inputs if isinstance(t, Variable))
+        self.index = -1
+
+    def backward(self, grads: tuple, needs: tuple) -> tuple:
+        """Gradients of the inputs (``None`` where ``needs`` is False) from those of the outputs.
+
+        ``grads`` has one Tensor per output (zeros for outputs that got none).
+        """
+        for var, version in self._versions:
+            if var._version != version:
+                raise TapeUsageError(
+                    f"GradientTape.gradient: Variable {var.name or '<unnamed>'} (shape {var.shape}) was assigned after "
+                    f"operation '{self.op}' used it; its gradient would use the new value. Compute the gradient "
+                    "before assigning, or assign to a copy."
+                )
+        vjp = self._vjp
+        if isinstance(vjp, tuple):  # one function per input
+            g = grads[0]
+            return tuple(fn(g) if need and fn is not None else None for fn, need in zip(vjp, needs))
+        return vjp(grads if len(self.outputs) > 1 else grads[0], needs)
+
+    def __repr__(self):
+        ins = ", ".join(str(t.shape) for t in self.inputs)
+        outs = ", ".join(str(t.shape) for t in self.outputs)
+        return f"<ComputationNode {self.op}({ins}) -> {outs}>"
+
+
+def record_node(op: str, values, inputs, vjp, attrs=None):
+    """Wrap ``values`` (one array per output) as Tensors and record the node in every recording
+    tape that tracks one of the ``inputs``.
+
+    ``inputs`` may contain Python scalars (constants; they are dropped from the node). ``vjp`` is
+    either a tuple with one function ``g -> input gradient`` (or ``None``) per entry of
+    ``inputs``, or one function ``(grads, needs) -> tuple of input gradients`` over the Tensor
+    inputs (``grads`` is the tuple of output gradients, or the single gradient when there is one
+    output). Returns ``(outputs, node)``; ``node`` is ``None`` when nothing recorded it.
+    """
+    outputs = tuple(Tensor._wrap(v) for v in values)
+    tapes = _STATE.recording
+    if not tapes:
+        return outputs, None
+    if isinstance(vjp, tuple):
+        pairs = [(t, fn) for t, fn in zip(inputs, vjp) if isinstance(t, Tensor)]
+        tensors = tuple(t for t, _ in pairs)
+        vjp = tuple(fn for _, fn in pairs)
+    else:
+        tensors = tuple(t for t in inputs if isinstance(t, Tensor))
+    node = None
+    for tape in tapes:
+        if tape._tracks_any(tensors):
+            if node is None:
+                node = ComputationNode(op, tensors, outputs, vjp, attrs)
+            tape._add(node)
+    return outputs, node
+
+
+def record(op: str, value, inputs, vjp, attrs=None) -> Tensor:
+    """:func:`record_node` for a one-output operation; returns the output Tensor."""
+    outputs, _ = record_node(op, (value,), inputs, vjp, attrs)
+    return outputs[0]
+
+
+def non_differentiable(op: str, values, inputs, reason: str):
+    """Wrap ``values`` as Tensors that an outer recording tape may not differentiate.
+
+    Used for gradients computed by hand-written NumPy (a layer's ``backward``): they are exact,
+    but their own derivative is unknown, so differentiating them again raises
+    ``NotImplementedError`` with ``reason`` instead of silently returning zero.
+    """
+
+    def refuse(grads, needs):
+        raise NotImplementedError(reason)
+
+    outputs, _ = record_node(op, values, inputs, refuse)
+    return outputs
+
+
+def stop_gradient(x) -> Tensor:
+    """A new Tensor with the value of ``x`` that no tape differentiates through (a constant)."""
+    return Tensor._wrap(x._value if isinstance(x, Tensor) else np.asarray(x))
+
+
+# ---------------------------------------------------------------- the graph view
+class Graph:
+    """The DAG a tape recorded: :class:`ComputationNode`s linked by the Tensors they share.
+
+    Attributes:
+        nodes: the nodes in recording order.
+        watched: the tensors the tape was told to watch (and the Variables it watched on access).
+    """
+
+    def __init__(self, nodes, watched):
+        self.nodes = list(nodes)
+        self.watched = list(watched)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def topological_order(self) -> list:
+        """The nodes so that each comes after every node producing one of its inputs (Kahn's
+        algorithm, iterative; ties keep recording order)."""
+        return _topological_order(self.nodes)
+
+    def to_dot(self, name: str = "tape") -> str:
+        """Graphviz DOT text: tensors are ellipses (name, shape, dtype; watched ones filled),
+        operations are boxes; edges go input -> operation -> output."""
+        ids: dict[int, str] = {}
+        lines = [f"digraph {_dot_id(name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica", fontsize=10];']
+        watched = {id(t) for t in self.watched}
+
+        def tensor_id(t):
+            key = id(t)
+            if key not in ids:
+                ids[key] = f"t{len(ids)}"
+                label = (t.name + "\\n" if t.name else "") + f"{t.shape} {t.dtype}"
+                style = ', style=filled, fillcolor="lightblue"' if key in watched else ""
+                kind = "Variable" if isinstance(t, Variable) else "Tensor"
+                lines.append(f'  {ids[key]} [label="{_dot_escape(label)}", shape=ellipse, tooltip="{kind}"{style}];')
+            return ids[key]
+
+        for t in self.watched:
+            tensor_id(t)
+        for k, node in enumerate(self.topological_order()):
+            op_id = f"op{k}"
+            attrs = ", ".join(f"{a}={v}" for a, v in node.attrs.items())
+            label = node.op + (f"\\n{attrs}" if attrs else "")
+            lines.append(f'  {op_id} [label="{_dot_escape(label)}", shape=box, style=rounded];')
+            for t in node.inputs:
+                lines.append(f"  {tensor_id(t)} -> {op_id};")
+            for t in node.outputs:
+                lines.append(f"  {op_id} -> {tensor_id(t)};")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def _dot_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\\\\n", "\\n")
+
+
+def _dot_id(name: str) -> str:
+    return name if name.isidentifier() else '"' + name.replace('"', '\\"') + '"'
+
+
+def _topological_order(nodes) -> list:
+    """Kahn's algorithm over ``nodes`` (edges: producer of an input -> consumer)."""
+    producer = {}
+    for node in nodes:
+        for t in node.outputs:
+            producer[id(t)] = node
+    indegree = {id(n): 0 for n in nodes}
+    consumers: dict[int, list] = {id(n): [] for n in nodes}
+    for node in nodes:
+        seen = set()
+        for t in node.inputs:
+            p = producer.get(id(t))
+            if p is not None and id(p) in indegree and id(p) not in seen and p is not node:
+                seen.add(id(p))
+                indegree[id(node)] += 1
+                consumers[id(p)].append(node)
+    ready = deque(n for n in nodes if indegree[id(n)] == 0)
+    order = []
+    while ready:
+        node = ready.popleft()
+        order.append(node)
+        for c in consumers[id(node)]:
+            indegree[id(c)] -= 1
+            if indegree[id(c)] == 0:
+                ready.append(c)
+    if len(order) != len(nodes):  # pragma: no cover - recording order makes cycles impossible
+        raise TapeUsageError("the recorded graph has a cycle")
+    return order
+
+
+# ---------------------------------------------------------------- nested structures
+def _flatten(structure, owner: str, what: str):
+    """Leaves of a Tensor / list / tuple / dict structure and a function rebuilding it."""
+    leaves = []
+
+    def walk(s):
+        if isinstance(s, dict):
+            keys = list(s)
+            subs = [walk(s[k]) for k in keys]
+            return lambda it: {k: sub(it) for k, sub in zip(keys, subs)}
+        if isinstance(s, (list, tuple)):
+            subs = [walk(v) for v in s]
+            kind = type(s) if type(s) in (list, tuple) else list
+            return lambda it: kind(sub(it) for sub in subs)
+        leaves.append(s)
+        return lambda it: next(it)
+
+    build = walk(structure)
+    return leaves, (lambda values: build(iter(values)))
+
+
+def _describe(x) -> str:
+    if isinstance(x, Tensor):
+        return f"{type(x).__name__} of shape {x.shape}"
+    return type(x).__name__
+
+
+# ---------------------------------------------------------------- the tape
+class GradientTape:
+    """Records operations on Tensors to differentiate them (TensorFlow 2's ``GradientTape``).
+
+    Args:
+        persistent: keep the graph after :meth:`gradient` so that it can be called again
+            (release it with :meth:`reset` or by dropping the tape).
+        watch_accessed_variables: watch every trainable Variable an operation uses while the
+            tape records (otherwise only what :meth:`watch` names).
+    """
+
+    def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True):
+        if not isinstance(persistent, (bool, np.bool_)):
+            raise TypeError(f"GradientTape: expected persistent to be True or False. Received: persistent={persistent!r}")
+        self.persistent = bool(persistent)
+        self.watch_accessed_variables = bool(watch_accessed_variables)
+        self._recording = False
+        self._entered = False
+        self._released = False
+        self._clear()
+
+    def _clear(self) -> None:
+        self._nodes: list = []
+        self._tensors: dict = {}  # id -> Tensor: watched tensors and recorded outputs
+        self._watched: dict = {}  # id -> Tensor: explicitly or automatically watched
+        self._by_array: dict = {}  # id(ndarray) -> [Variable, ...] tracked Variables on that array
+
+    # ------------------------------------------------------------ context
+    def __enter__(self) -> "GradientTape":
+        if self._entered:
+            raise TapeUsageError("GradientTape: this tape is already entered; use a new tape for a nested block.")
+        if self._released:
+            raise TapeUsageError("GradientTape: this non-persistent tape has been used; create a new tape to record again.")
+        self._entered = True
+        self._recording = True
+        _STATE.stack.append(self)
+        _STATE.refresh()
+        _STATE.open_scope()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._recording = False
+        self._entered = False
+        for i in range(len(_STATE.stack) - 1, -1, -1):
+            if _STATE.stack[i] is self:
+                del _STATE.stack[i]
+                break
+        _STATE.barrier = min(_STATE.barrier, len(_STATE.stack))
+        _STATE.refresh()
+        _STATE.close_scope()
+        return False
+
+    @contextlib.contextmanager
+    def stop_recording(self):
+        """Inside this block the tape records nothing (operations there are constants to it)."""
+        was = self._recording
+        self._recording = False
+        _STATE.refresh()
+        try:
+            yield
+        finally:
+            self._recording = was
+            _STATE.refresh()
+
+    # ------------------------------------------------------------ tracking
+    def watch(self, tensor) -> None:
+        """Watch ``tensor`` (a Tensor, a Variable, or a list/tuple/dict of them).
+
+        Plain ndarrays have no identity a tape could follow: wrap them in ``Variable(arr)`` (same
+        memory) or ``Tensor(arr)`` first.
+        """
+        self._check_usable("watch")
+        leaves, _ = _flatten(tensor, "GradientTape.watch", "tensor")
+        for t in leaves:
+            if not isinstance(t, Tensor):
+                raise TypeError(
+                    "GradientTape.watch: expected a Tensor or Variable (or a list of them); wrap arrays with "
+                    f"Variable(arr) or Tensor(arr) first. Received: {_describe(t)}"
+                )
+        for t in leaves:
+            self._watch(t)
+
+    def _watch(self, t: Tensor) -> None:
+        self._tensors[id(t)] = t
+        self._watched[id(t)] = t
+        if isinstance(t, Variable):
+            same = self._by_array.setdefault(id(t._value), [])
+            if not any(v is t for v in same):
+                same.append(t)
+
+    def _tracks_any(self, tensors) -> bool:
+        """Whether this tape follows one of ``tensors`` (watching accessed trainable Variables)."""
+        found = False
+        known = self._tensors
+        for t in tensors:
+            if id(t) in known:
+                found = True
+            elif self.watch_accessed_variables and type(t) is Variable and t.trainable:
+                self._watch(t)
+                found = True
+        return found
+
+    def _add(self, node: ComputationNode) -> None:
+        node.index = len(self._nodes)
+        self._nodes.append(node)
+        for t in node.outputs:
+            self._tensors[id(t)] = t
+
+    def watched_variables(self) -> list:
+        """The Variables this tape watches, in the order it first saw them."""
+        return [t for t in self._watched.values() if isinstance(t, Variable)]
+
+    def graph(self) -> Graph:
+        """The recorded :class:`Graph` (nodes in recording order)."""
+        self._check_usable("graph")
+        return Graph(self._nodes, self._watched.values())
+
+    def reset(self) -> None:
+        """Forget everything recorded so far (the tape keeps recording if it is entered)."""
+        self._clear()
+        self._released = False
+
+    def _check_usable(self, what: str) -> None:
+        if self._released:
+            raise TapeUsageError(
+                f"GradientTape.{what}: a non-persistent GradientTape can compute only one set of gradients, and "
+                "this one already did (its graph is released). Use GradientTape(persistent=True) to call gradient() "
+                "several times, or record again with a new tape."
+            )
+
+    # ------------------------------------------------------------ differentiation
+    def _resolve(self, source):
+        """The tracked Tensors that stand for ``source`` (a Tensor/Variable or a parameter ndarray)."""
+        if isinstance(source, np.ndarray):
+            return list(self._by_array.get(id(source), []))
+        if not isinstance(source, Tensor):
+            raise TypeError(
+                "GradientTape.gradient: expected every source to be a Tensor, a Variable or a parameter ndarray "
+                f"(possibly in a list or dict). Received: {_describe(source)}"
+            )
+        found = [source] if id(source) in self._tensors else []
+        if isinstance(source, Variable):
+            found += [v for v in self._by_array.get(id(source._value), []) if v is not source]
+        return found
+
+    def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
+        """Gradients of ``target`` with respect to ``sources``, in the structure of ``sources``.
+
+        Args:
+            target: a Tensor, or a list of Tensors (their gradients are summed).
+            sources: a Tensor, a Variable or a parameter ndarray (an array a Variable or a
+                recorded layer call uses, e.g. ``model.trainable_weights``), or a list/tuple/dict
+                of them.
+            output_gradients: the upstream gradient of each target, shaped like it. Required for
+                a target that is not a scalar (one element).
+            unconnected_gradients: ``"none"`` (default) gives ``None`` for a source the target
+                does not depend on, or that the tape never saw; ``"zero"`` gives zeros.
+
+        Returns:
+            Tensors shaped like their sources (parameter ndarrays get Tensors too;
+            ``np.asarray(g)`` is the array), in the structure of ``sources``.
+        """
+        self._check_usable("gradient")
+        owner = "GradientTape.gradient"
+        if unconnected_gradients not in ("none", "zero"):
+            raise ValueError(
+                f"{owner}: expected unconnected_gradients to be one of ['none', 'zero']. "
+                f"Received: unconnected_gradients={unconnected_gradients!r}"
+            )
+        targets, _ = _flatten(target, owner, "target")
+        for t in targets:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{owner}: expected the target to be a Tensor (or a list of Tensors). Received: {_describe(t)}")
+        seeds = self._seeds(targets, output_gradients, owner)
+        leaves, rebuild = _flatten(sources, owner, "sources")
+        resolved = [self._resolve(s) for s in leaves]
+        with self._not_recording():
+            grads = _backprop(self, targets, seeds, [t for group in resolved for t in group])
+        if not self.persistent:
+            self._clear()
+            self._released = True
+        results = []
+        for source, group in zip(leaves, resolved):
+            g = None
+            for t in group:
+                gt = grads.get(id(t))
+                if gt is not None:
+                    g = gt if g is None else _ops().add(g, gt)
+            if g is None and unconnected_gradients == "zero":
+                shape, dtype = (source.shape, source.dtype)
+                g = Tensor._wrap(np.zeros(shape, dtype=dtype if dtype.kind == "f" else np.float32))
+            results.append(g)
+        return rebuild(results)
+
+    def _seeds(self, targets, output_gradients, owner):
+        if output_gradients is None:
+            seeds = []
+            for t in targets:
+                if t.size != 1:
+                    raise ValueError(
+                        f"{owner}: the target has shape {t.shape}, which is not a scalar; pass output_gradients "
+                        f"(the upstream gradient, shape {t.shape}) or reduce the target first, e.g. with sum(). "
+                        f"Received: target.shape={t.shape}, output_gradients=None"
+                    )
+                seeds.append(Tensor._wrap(np.ones(t.shape, dtype=_grad_dtype(t))))
+            return seeds
+        ogs, _ = _flatten(output_gradients, owner, "output_gradients")
+        if len(ogs) != len(targets):
+            raise ValueError(
+                f"{owner}: expected one output gradient per target ({len(targets)}). Received: {len(ogs)} output gradients"
+            )
+        seeds = []
+        for t, og in zip(targets, ogs):
+            if not isinstance(og, Tensor):
+                og = Tensor._wrap(np.asarray(og))
+            if og.shape != t.shape:
+                raise ValueError(
+                    f"{owner}: expected output_gradients shaped like the target. "
+                    f"Received: target.shape={t.shape}, output_gradients.shape={og.shape}"
+                )
+            if og.dtype != _grad_dtype(t):
+                og = _ops().cast(og, _grad_dtype(t))
+            seeds.append(og)
+        return seeds
+
+    @contextlib.contextmanager
+    def _not_recording(self):
+        was = self._recording
+        self._recording = False
+        _STATE.refresh()
+        try:
+            yield
+        finally:
+            self._recording = was
+            _STATE.refresh()
+
+    def __repr__(self):
+        state = "released" if self._released else f"{len(self._nodes)} nodes"
+        return f"<GradientTape persistent={self.persistent} {state}>"
+
+
+def _grad_dtype(t: Tensor):
+    return t.dtype if t.dtype.kind == "f" else np.dtype(np.float32)
+
+
+def _ops():
+    from . import ops
+
+    return ops
+
+
+def _reachable(tape: GradientTape, targets) -> list:
+    """The nodes of ``tape`` that the targets depend on (iterative depth-first search)."""
+    producer = {}
+    for node in tape._nodes:
+        for t in node.outputs:
+            producer[id(t)] = node
+    seen = set()
+    found = []
+    stack = [producer[id(t)] for t in targets if id(t) in producer]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        found.append(node)
+        for t in node.inputs:
+            p = producer.get(id(t))
+            if p is not None and id(p) not in seen:
+                stack.append(p)
+    found.sort(key=lambda n: n.index)
+    return found
+
+
+def _backprop(tape: GradientTape, targets, seeds, sources) -> dict:
+    """Reverse accumulation: ``{id(source): gradient}`` for the sources the targets depend on."""
+    ops = _ops()
+    order = _topological_order(_reachable(tape, targets))
+    source_ids = {id(s) for s in sources}
+    # tensors through which a source reaches the targets (forward pass over the order)
+    leads = set(source_ids)
+    relevant = []
+    for node in order:
+        if any(id(t) in leads for t in node.inputs):
+            relevant.append(node)
+            for t in node.outputs:
+                leads.add(id(t))
+    grads: dict[int, Tensor] = {}
+    for t, g in zip(targets, seeds):
+        if id(t) in leads:
+            prev = grads.get(id(t))
+            grads[id(t)] = g if prev is None else ops.add(prev, g)
+    for node in reversed(relevant):
+        outs = []
+        any_grad = False
+        for t in node.outputs:
+            g = grads.get(id(t)) if id(t) in source_ids else grads.pop(id(t), None)
+            any_grad = any_grad or g is not None
+            outs.append(g)
+        if not any_grad:
+            continue
+        outs = tuple(g if g is not None else Tensor._wrap(np.zeros(t.shape, dtype=_grad_dtype(t)))
+                     for g, t in zip(outs, node.outputs))
+        needs = tuple(id(t) in leads and t.dtype.kind == "f" for t in node.inputs)
+        in_grads = node.backward(outs, needs)
+        for t, g, need in zip(node.inputs, in_grads, needs):
+            if g is None or not need:
+                continue
+            if g.shape != t.shape:  # pragma: no cover - a wrong VJP is a bug of fusenet
+                raise RuntimeError(f"internal error: the VJP of '{node.op}' gave shape {g.shape} for an input of shape {t.shape}")
+            if g.dtype != t.dtype:
+                g = ops.cast(g, t.dtype)
+            prev = grads.get(id(t))
+            grads[id(t)] = g if prev is None else ops.add(prev, g)
+    return {key: grads[key] for key in source_ids if key in grads}
