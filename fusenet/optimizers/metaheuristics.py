@@ -10,7 +10,7 @@ objective of :func:`fusenet.optimizers.flat.make_objective`, as a plain function
 
 **The search box.** Every one of them searches a finite box ``low <= x <= high``: ``bounds`` when
 given (finite, ``low < high``), else the default box ``x0 - radius <= x <= x0 + radius`` around the
-start point (``radius=1.0`` by default); with neither ``bounds`` nor ``x0`` they raise
+start point (``radius=2.0`` by default); with neither ``bounds`` nor ``x0`` they raise
 ``ValueError``. A start point outside the box is clipped into it and is always one individual of the
 first population. A non-finite loss at the start point raises ``ValueError``; elsewhere it counts as
 ``+inf``.
@@ -31,6 +31,7 @@ import math
 import numbers
 
 import numpy as np
+import scipy
 import scipy.optimize as _so
 
 from ..utils import check_positive_int, draw_seed
@@ -40,6 +41,12 @@ from .base import check_float
 from .full_batch import FullBatchOptimizer
 
 __all__ = ["DerivativeFreeOptimizer", "DifferentialEvolution", "DualAnnealing"]
+
+
+def _rng_argument(rng) -> dict:
+    """SciPy's keyword for a Generator: ``rng`` since SciPy 1.15, ``seed`` before."""
+    major, minor = (int(part) for part in scipy.__version__.split(".")[:2])
+    return {"rng": rng} if (major, minor) >= (1, 15) else {"seed": rng}
 
 
 def _check_seed(owner: str, seed):
@@ -84,7 +91,7 @@ class DerivativeFreeOptimizer(FullBatchOptimizer):
     requires_gradient = False
     supports_bounds = True
 
-    def __init__(self, max_iter=100, tol=0.01, atol=0.0, bounds=None, radius=1.0, seed=None, polish=False, name=None):
+    def __init__(self, max_iter=100, tol=0.01, atol=0.0, bounds=None, radius=2.0, seed=None, polish=False, name=None):
         super().__init__(max_iter, tol, bounds, name)
         owner = type(self).__name__
         self.atol = check_float(owner, "atol", atol, low=0.0)
@@ -188,7 +195,7 @@ class DifferentialEvolution(DerivativeFreeOptimizer):
                    "randtobest1exp", "currenttobest1bin", "currenttobest1exp", "best2exp", "best2bin")
 
     def __init__(self, max_iter=1000, popsize=None, strategy="best1bin", mutation=(0.5, 1.0), recombination=0.7,
-                 tol=0.01, atol=0.0, bounds=None, radius=1.0, seed=None, polish=False, name=None):
+                 tol=0.01, atol=0.0, bounds=None, radius=2.0, seed=None, polish=False, name=None):
         super().__init__(max_iter, tol, atol, bounds, radius, seed, polish, name)
         owner = "DifferentialEvolution"
         self.popsize = None if popsize is None else check_popsize(owner, popsize, 5)
@@ -226,8 +233,9 @@ class DifferentialEvolution(DerivativeFreeOptimizer):
         mutation = tuple(self.mutation) if isinstance(self.mutation, list) else self.mutation
         result = _so.differential_evolution(
             func, _so.Bounds(low, high), strategy=self.strategy, maxiter=self.max_iter, tol=self.tol,
-            mutation=mutation, recombination=self.recombination, rng=rng, callback=scipy_callback, polish=False,
-            init=init, atol=self.atol, updating="deferred" if vectorized else "immediate", vectorized=vectorized)
+            mutation=mutation, recombination=self.recombination, callback=scipy_callback, polish=False,
+            init=init, atol=self.atol, updating="deferred" if vectorized else "immediate", vectorized=vectorized,
+            **_rng_argument(rng))
         result.x, result.fun = self._polish(problem, box, np.asarray(result.x, dtype=np.float64), float(result.fun))
         return result
 
@@ -255,7 +263,7 @@ class DualAnnealing(DerivativeFreeOptimizer):
     """
 
     def __init__(self, max_iter=1000, max_fun=10_000_000, initial_temp=5230.0, restart_temp_ratio=2e-5, visit=2.62,
-                 accept=-5.0, local_search=True, bounds=None, radius=1.0, seed=None, polish=False, name=None):
+                 accept=-5.0, local_search=True, bounds=None, radius=2.0, seed=None, polish=False, name=None):
         super().__init__(max_iter, None, 0.0, bounds, radius, seed, polish, name)
         owner = "DualAnnealing"
         self.max_fun = check_positive_int(max_fun, "max_fun", owner)
@@ -276,7 +284,7 @@ class DualAnnealing(DerivativeFreeOptimizer):
         result = _so.dual_annealing(
             problem.f, _so.Bounds(box[0], box[1]), maxiter=self.max_iter, initial_temp=self.initial_temp,
             restart_temp_ratio=self.restart_temp_ratio, visit=self.visit, accept=self.accept, maxfun=self.max_fun,
-            rng=rng, no_local_search=not self.local_search, callback=scipy_callback, x0=x0)
+            no_local_search=not self.local_search, callback=scipy_callback, x0=x0, **_rng_argument(rng))
         result.x, result.fun = self._polish(problem, box, np.asarray(result.x, dtype=np.float64), float(result.fun))
         return result
 

@@ -106,7 +106,7 @@ class SimulatedAnnealing(_PopulationOptimizer):
     """
 
     def __init__(self, max_iter=500, popsize=16, initial_temp=None, final_temp_ratio=1e-6, step_size=0.1, tol=0.01,
-                 atol=0.0, bounds=None, radius=1.0, seed=None, polish=False, name=None):
+                 atol=0.0, bounds=None, radius=2.0, seed=None, polish=False, name=None):
         super().__init__(max_iter, popsize, tol, atol, bounds, radius, seed, polish, name)
         owner = "SimulatedAnnealing"
         self.initial_temp = check_float(owner, "initial_temp", initial_temp, low=0.0, low_open=True, allow_none=True)
@@ -171,7 +171,7 @@ class ParticleSwarm(_PopulationOptimizer):
     _min_popsize = 2
 
     def __init__(self, max_iter=200, popsize=40, inertia=0.7298, cognitive=1.49618, social=1.49618,
-                 velocity_clamp=0.2, tol=0.01, atol=0.0, bounds=None, radius=1.0, seed=None, polish=False, name=None):
+                 velocity_clamp=0.2, tol=0.01, atol=0.0, bounds=None, radius=2.0, seed=None, polish=False, name=None):
         super().__init__(max_iter, popsize, tol, atol, bounds, radius, seed, polish, name)
         owner = "ParticleSwarm"
         self.inertia = check_float(owner, "inertia", inertia, low=0.0, high=1.0)
@@ -239,7 +239,7 @@ class GeneticAlgorithm(_PopulationOptimizer):
     _min_popsize = 2
 
     def __init__(self, max_iter=200, popsize=50, elite=2, tournament_size=3, crossover_rate=0.9, blend_alpha=0.5,
-                 mutation_rate=None, mutation_scale=0.1, tol=0.01, atol=0.0, bounds=None, radius=1.0, seed=None,
+                 mutation_rate=None, mutation_scale=0.1, tol=0.01, atol=0.0, bounds=None, radius=2.0, seed=None,
                  polish=False, name=None):
         super().__init__(max_iter, popsize, tol, atol, bounds, radius, seed, polish, name)
         owner = "GeneticAlgorithm"
