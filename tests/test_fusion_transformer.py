@@ -175,6 +175,33 @@ def test_transformer_encoder_block(rng, dtype, training, dropout, norm_first, ac
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("activation", ["gelu", "tanh"])
+def test_block_inference_in_chunks_of_sequences(rng, monkeypatch, dtype, norm_first, activation):
+    """Inference runs on chunks of whole sequences: 2 sequences (6 rows) per chunk here, the last one shorter."""
+    monkeypatch.setattr(FusedTransformerEncoderBlock, "INFERENCE_CHUNK_ROWS", 7)
+    x = rng.normal(size=(5, 3, 8)).astype(dtype)
+    (block,) = built_and_perturbed([layers.TransformerEncoderBlock(8, 2, 12, norm_first=norm_first,
+                                                                   activation=activation, dtype=dtype)], x)
+    fused = FusedTransformerEncoderBlock([block])
+    np.testing.assert_allclose(fused(x), block(x), **TOL[np.dtype(dtype)])
+
+
+def test_float32_gelu_in_place_is_the_activation_bitwise(rng):
+    """The fused layers' in-place float32 GELU gives the activation's own values, bit for bit."""
+    from fusenet import activations
+    from fusenet.fusion._transformer_ops import apply_activation_, gelu_float32_
+
+    gelu = activations.get("gelu")
+    z = np.concatenate([rng.normal(scale=3.0, size=70_000), np.linspace(-12, 12, 2001),
+                        [0.0, -0.0, 1e-38, -1e-38, 1e30, -1e30]]).astype(np.float32)
+    np.testing.assert_array_equal(gelu_float32_(z.copy()), gelu.forward(z))
+    out = z.copy()
+    assert apply_activation_(gelu, out) is out  # in place at inference
+    assert apply_activation_(gelu, z, keep_input=True) is not z  # training keeps the GEMM output
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("training", [False, True])
 def test_reference_transformer_model_fuses_and_matches(rng, dtype, training):
     """The reference model's layout (two pre-norm blocks, mean over the sequence, Dense), small sizes:

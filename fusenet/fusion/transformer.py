@@ -253,7 +253,7 @@ class FusedLayerNormDense(FusedLayer):
             z = _gemm(xhat, *self.folded())
         stages = []
         for fn in self.activations:
-            post = ops.apply_activation_(fn, z)
+            post = ops.apply_activation_(fn, z, keep_input=training)
             stages.append((fn, z, post))
             z = post
         self._save_for_backward(training, x2, xhat, inv, stages)
@@ -435,12 +435,18 @@ class FusedTransformerEncoderBlock(FusedLayer):
     ``y = LN2(x1 + Dropout(FFN(x1)))``, each a skip layer norm (:class:`FusedDenseResidualLayerNorm`'s
     kernel, with the output projection resp. the second FFN GEMM).
 
-    Inference: 5 GEMMs and the attention core; residuals and biases in place on the GEMM outputs; Dropout gone. Training: the block's own
-    parameters (``get_weights()`` in the block's order), every dropout mask drawn from the
-    sublayer generator that would draw it, and one hand-written backward through the whole block.
+    Inference: 5 GEMMs and the attention core per chunk of whole sequences (about
+    ``INFERENCE_CHUNK_ROWS`` rows, so the intermediates stay in the cache); biases, residuals and
+    the activation in place on the GEMM outputs (float32 exact GELU without temporaries, bitwise the
+    activation's values); Dropout gone. Training: the block's own parameters (``get_weights()`` in
+    the block's order), every dropout mask drawn from the sublayer generator that would draw it,
+    the unfused operations in their order (so the same numbers), and one hand-written backward
+    through the whole block.
     """
 
     pattern = "TransformerEncoderBlock"
+    #: inference runs on chunks of whole sequences of about this many rows (batch * time)
+    INFERENCE_CHUNK_ROWS = 512
 
     def __init__(self, layers, **kwargs):
         super().__init__(layers, **kwargs)
@@ -465,57 +471,87 @@ class FusedTransformerEncoderBlock(FusedLayer):
         return kernel, bias, *_output_params(mha), w1, b1, *_dense_params(dense2)
 
     @staticmethod
-    def _attention(mha, proj_in, kernel, bias, training, shape):
-        batch, steps, _ = shape
+    def _attention(mha, proj_in, kernel, bias, batch, steps, mask=None, training=False):
         proj = _gemm(proj_in, kernel, bias).reshape(batch, steps, -1)
-        mask = _attention_mask(mha, batch, steps, training)
         return ops.attention_core(proj, mha.num_heads, mha.key_dim, mha.value_dim, mha.use_causal_mask, mask, training)
 
     def forward(self, x, training=False):
+        if not training:
+            self._save_for_backward(False)
+            return self._inference(x)
         mha, norm1, drop1, norm2, dense1, dense2, drop2 = self._parts()
-        x2 = x.reshape(-1, x.shape[-1])
-        if training:
-            kernel, bias, scale = _pack_qkv(mha)
-            w_out, b_out = _output_params(mha)
-            w1, b1 = _dense_params(dense1)
-            w2, b2 = _dense_params(dense2)
-        else:
-            kernel, bias, w_out, b_out, w1, b1, w2, b2 = self.folded()
-            scale = None
+        batch, steps, d = x.shape
+        x2 = x.reshape(-1, d)
+        kernel, bias, scale = _pack_qkv(mha)
+        w_out, b_out = _output_params(mha)
+        w1, b1 = _dense_params(dense1)
+        w2, b2 = _dense_params(dense2)
         fn = dense1.activation
-        shape3 = x.shape
-        mask1 = _dropout_mask(drop1, shape3, x.dtype, training)
+        attention_mask = _attention_mask(mha, batch, steps, training=True)
+        mask1 = _dropout_mask(drop1, x.shape, x.dtype, training=True)
         mask1 = None if mask1 is None else mask1.reshape(x2.shape)
         if self.block.norm_first:
             xhat1, inv1 = ops.standardize_rows(x2, norm1.epsilon, norm1.rms_scaling)
-            # inference: LN1 is folded into the packed kernel; training: LN1(x) as the unfused block forms it
-            ln1 = ops.layernorm_output(xhat1, *_affine(norm1)) if training else xhat1
-            ctx, att = self._attention(mha, ln1, kernel, bias, training, x.shape)
+            ln1 = ops.layernorm_output(xhat1, *_affine(norm1))  # as the unfused block forms LN1(x)
+            ctx, att = self._attention(mha, ln1, kernel, bias, batch, steps, attention_mask, training=True)
             del ln1
             x1 = _gemm(ctx, w_out, b_out)
             if mask1 is not None:
                 x1 *= mask1
             x1 += x2
             xhat2, inv2 = ops.standardize_rows(x1, norm2.epsilon, norm2.rms_scaling)
-            pre = _gemm(ops.layernorm_output(xhat2, *_affine(norm2)) if training else xhat2, w1, b1)
-            post = ops.apply_activation_(fn, pre)
+            pre = _gemm(ops.layernorm_output(xhat2, *_affine(norm2)), w1, b1)
+            post = ops.apply_activation_(fn, pre, keep_input=True)
             y = _gemm(post, w2, b2)
-            mask2 = _dropout_mask(drop2, shape3, x.dtype, training)
+            mask2 = _dropout_mask(drop2, x.shape, x.dtype, training=True)
             if mask2 is not None:
                 y *= mask2.reshape(y.shape)
             y += x1
             cache = (x2, kernel, scale, ctx, att, mask1, xhat1, inv1, x1, xhat2, inv2, pre, post, mask2)
         else:
-            ctx, att = self._attention(mha, x2, kernel, bias, training, x.shape)
-            x1, skip1 = _skip_ln_forward(ctx, w_out, b_out, x2, mask1, norm1, training)
+            ctx, att = self._attention(mha, x2, kernel, bias, batch, steps, attention_mask, training=True)
+            x1, skip1 = _skip_ln_forward(ctx, w_out, b_out, x2, mask1, norm1, training=True)
             pre = _gemm(x1, w1, b1)
-            post = ops.apply_activation_(fn, pre)
-            mask2 = _dropout_mask(drop2, shape3, x.dtype, training)
+            post = ops.apply_activation_(fn, pre, keep_input=True)
+            mask2 = _dropout_mask(drop2, x.shape, x.dtype, training=True)
             y, skip2 = _skip_ln_forward(post, w2, b2, x1, None if mask2 is None else mask2.reshape(x2.shape),
-                                        norm2, training)
+                                        norm2, training=True)
             cache = (x2, kernel, scale, ctx, att, skip1, x1, pre, post, skip2)
-        self._save_for_backward(training, *cache)
-        return y.reshape(shape3)
+        self._save_for_backward(True, *cache)
+        return y.reshape(x.shape)
+
+    def _inference(self, x):
+        """The whole block on chunks of whole sequences (about :data:`INFERENCE_CHUNK_ROWS` rows each),
+        so that every intermediate array of a chunk stays in the cache; each chunk is written into
+        its rows of the output."""
+        mha, norm1, _, norm2, dense1, _, _ = self._parts()
+        kernel, bias, w_out, b_out, w1, b1, w2, b2 = self.folded()
+        fn = dense1.activation
+        batch, steps, d = x.shape
+        x2 = x.reshape(-1, d)
+        y = np.empty((batch * steps, w2.shape[1]), dtype=x.dtype)
+        per_chunk = max(1, self.INFERENCE_CHUNK_ROWS // max(steps, 1))
+        for first in range(0, batch, per_chunk):
+            n = min(per_chunk, batch - first)
+            rows = slice(first * steps, (first + n) * steps)
+            xc, out = x2[rows], y[rows]
+            if self.block.norm_first:
+                xhat1, _ = ops.standardize_rows(xc, norm1.epsilon, norm1.rms_scaling)
+                ctx, _ = self._attention(mha, xhat1, kernel, bias, n, steps)       # LN1 folded into the kernel
+                x1 = _gemm(ctx, w_out, b_out)
+                x1 += xc
+                xhat2, _ = ops.standardize_rows(x1, norm2.epsilon, norm2.rms_scaling)
+                hidden = ops.apply_activation_(fn, _gemm(xhat2, w1, b1))            # LN2 folded into W1, b1
+                np.matmul(hidden, w2, out=out)
+                if b2 is not None:
+                    out += b2
+                out += x1
+            else:
+                ctx, _ = self._attention(mha, xc, kernel, bias, n, steps)
+                x1, _ = _skip_ln_forward(ctx, w_out, b_out, xc, None, norm1, training=False)
+                hidden = ops.apply_activation_(fn, _gemm(x1, w1, b1))
+                out[...] = _skip_ln_forward(hidden, w2, b2, x1, None, norm2, training=False)[0]
+        return y.reshape(batch, steps, -1)
 
     def backward(self, dy):
         cache = self._saved()
