@@ -44,13 +44,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 __all__ = [
     "CHUNK_BYTES",
     "ConvGeometry",
     "conv_padding",
     "conv_geometry",
+    "conv_transpose_size",
     "conv_transpose_geometry",
     "pad_input",
     "im2col",
@@ -252,10 +253,21 @@ def im2col(xp: np.ndarray, geom: ConvGeometry, groups: int = 1, out=None, rows=N
     r0, r1 = (0, geom.out_sizes[0]) if rows is None else rows
     s, d, eff = geom.strides, geom.dilations, geom.effective_kernel
     src = xp[:, r0 * s[0]:(r1 - 1) * s[0] + eff[0]]
+    n, channels = xp.shape[0], xp.shape[-1]
+    if groups == 1 and d[-1] == 1:
+        # the taps of the last kernel axis are adjacent in memory: each patch row (k_last, C) is one
+        # contiguous run of the input, so the gather copies runs of k_last * C values (not C)
+        shape = (n, r1 - r0) + geom.out_sizes[1:] + geom.kernel_sizes[:-1] + (geom.kernel_sizes[-1] * channels,)
+        st = src.strides
+        strides = ((st[0],) + tuple(st[1 + a] * s[a] for a in range(nd))
+                   + tuple(st[1 + a] * d[a] for a in range(nd - 1)) + (st[-1],))
+        win = as_strided(src, shape, strides, writeable=False)
+        col = np.empty(win.shape, dtype=xp.dtype) if out is None else out[:math.prod(shape)].reshape(shape)
+        np.copyto(col, win)
+        return col.reshape((n, r1 - r0) + geom.out_sizes[1:] + (1,) + geom.kernel_sizes + (channels,))
     win = sliding_window_view(src, eff, axis=tuple(range(1, nd + 1)))  # (n, *positions, C, *eff)
     win = win[(slice(None),) + tuple(slice(None, None, st) for st in s) + (slice(None),)
               + tuple(slice(None, None, dl) for dl in d)]  # (n, r, *O[1:], C, *K)
-    n, channels = xp.shape[0], xp.shape[-1]
     spatial = win.shape[1:nd + 1]
     win = win.reshape((n,) + spatial + (groups, channels // groups) + geom.kernel_sizes)
     order = (0,) + tuple(range(1, nd + 1)) + (nd + 1,) + tuple(range(nd + 3, 2 * nd + 3)) + (nd + 2,)

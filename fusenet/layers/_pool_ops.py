@@ -23,7 +23,7 @@ import numpy as np
 
 from ._conv_ops import ConvGeometry, _tap_ranges, _taps
 
-__all__ = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward", "window_counts"]
+__all__ = ["max_pool_forward", "max_pool_argmax", "max_pool_backward", "avg_pool_forward", "avg_pool_backward", "window_counts"]
 
 
 def _region(ranges, which: int):
@@ -49,9 +49,8 @@ def _index_dtype(geom: ConvGeometry):
     return np.uint8 if geom.taps <= 255 else np.int32
 
 
-def max_pool_forward(x: np.ndarray, geom: ConvGeometry, need_argmax: bool = False):
-    """``(y, argmax)``: the window maxima ``(batch, *out_sizes, C)`` and, when asked, the flat window
-    index (row-major over ``pool_size``) of the element each output came from (else ``None``)."""
+def max_pool_forward(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """Window maxima ``(batch, *out_sizes, C)``: one ``np.maximum`` per window tap (NaN propagates)."""
     shape = (x.shape[0],) + geom.out_sizes + (x.shape[-1],)
     taps = _taps(geom)
     ranges = [_tap_ranges(geom, tap) for tap in taps]
@@ -61,47 +60,72 @@ def max_pool_forward(x: np.ndarray, geom: ConvGeometry, need_argmax: bool = Fals
         y[...] = x[_region(ranges[0], 1)]
     else:
         y.fill(-np.inf)
-    if not need_argmax:
-        for t in range(1 if first_full else 0, len(taps)):
-            if ranges[t] is None:
-                continue
-            out = y[_region(ranges[t], 0)]
-            np.maximum(out, x[_region(ranges[t], 1)], out=out)
-        return y, None
-    idx = np.zeros(shape, dtype=_index_dtype(geom))
-    if not first_full:
-        idx[...] = _first_valid_tap(geom)
-    mask = np.empty(shape, dtype=bool)
-    nan = np.empty(shape, dtype=bool)
     for t in range(1 if first_full else 0, len(taps)):
         if ranges[t] is None:
             continue
-        region = _region(ranges[t], 0)
-        out, xin, m, isn = y[region], x[_region(ranges[t], 1)], mask[region], nan[region]
+        out = y[_region(ranges[t], 0)]
+        np.maximum(out, x[_region(ranges[t], 1)], out=out)
+    return y
+
+
+def max_pool_argmax(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """Flat window index (row-major over ``pool_size``) of the element PyTorch's max pooling picks.
+
+    Exactly torch's scan: the first valid element of the window starts as the arg-max, a later
+    element replaces it when it is strictly greater or NaN (so NaN windows point at their last NaN).
+    One compare and two masked writes per window tap.
+    """
+    shape = (x.shape[0],) + geom.out_sizes + (x.shape[-1],)
+    taps = _taps(geom)
+    best = np.full(shape, -np.inf, dtype=x.dtype)
+    idx = np.empty(shape, dtype=_index_dtype(geom))
+    idx[...] = _first_valid_tap(geom)
+    mask = np.empty(shape, dtype=bool)
+    nan = np.empty(shape, dtype=bool)
+    for t, tap in enumerate(taps):
+        ranges = _tap_ranges(geom, tap)
+        if ranges is None:
+            continue
+        region = _region(ranges, 0)
+        out, xin, m, isn = best[region], x[_region(ranges, 1)], mask[region], nan[region]
         np.greater(xin, out, out=m)
         np.isnan(xin, out=isn)
         m |= isn
         np.copyto(out, xin, where=m)
         np.copyto(idx[region], t, where=m)
-    return y, idx
+    return idx
 
 
-def max_pool_backward(dy: np.ndarray, argmax: np.ndarray, geom: ConvGeometry) -> np.ndarray:
-    """``dx`` of :func:`max_pool_forward`: each ``dy[o]`` goes to the input element ``argmax[o]`` chose.
+def max_pool_backward(dy: np.ndarray, x: np.ndarray, y: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """``dx`` of :func:`max_pool_forward`: each ``dy[o]`` goes to the input element PyTorch picks.
 
-    One masked strided-slice write per window tap; with overlapping windows (stride < pool) the
-    taps' contributions are added.
+    Without NaN in ``y``, the chosen element is the first one (row-major over the window) equal
+    to the maximum: per window tap, ``hit = (x_tap == y) and not found``, ``found |= hit`` and a
+    strided-slice write of ``dy * hit`` (added when windows overlap, stride < pool). With NaN, the
+    exact scan of :func:`max_pool_argmax` decides.
     """
     dx = np.zeros((dy.shape[0],) + geom.in_sizes + (dy.shape[-1],), dtype=dy.dtype)
     overlap = any(s < k for s, k in zip(geom.strides, geom.kernel_sizes))
+    taps = _taps(geom)
+    argmax = max_pool_argmax(x, geom) if np.isnan(y).any() else None
+    found = None
     hit = np.empty(dy.shape, dtype=bool)
-    for t, tap in enumerate(_taps(geom)):
+    for t, tap in enumerate(taps):
         ranges = _tap_ranges(geom, tap)
         if ranges is None:
             continue
         region = _region(ranges, 0)
         m = hit[region]
-        np.equal(argmax[region], t, out=m)
+        if argmax is not None:
+            np.equal(argmax[region], t, out=m)
+        else:
+            np.equal(x[_region(ranges, 1)], y[region], out=m)
+            if found is None:
+                found = np.zeros(dy.shape, dtype=bool) if t < len(taps) - 1 else None
+            else:
+                np.greater(m, found[region], out=m)  # m and not found
+            if found is not None and t < len(taps) - 1:
+                found[region] |= m
         dst = dx[_region(ranges, 1)]
         if overlap:
             dst += dy[region] * m

@@ -60,18 +60,18 @@ class _Pooling(Layer):
     def forward(self, x, training=False):
         geom = checked_geometry(self, x.shape, self.pool_size, self.strides, (1,) * self.rank, self.padding, what="pool")
         if self.mode == "max":
-            y, argmax = pool_ops.max_pool_forward(x, geom, need_argmax=training)
-            self._save_for_backward(training, geom, argmax)
+            y = pool_ops.max_pool_forward(x, geom)
+            self._save_for_backward(training, geom, x, y)
         else:
             y = pool_ops.avg_pool_forward(x, geom)
-            self._save_for_backward(training, geom, None)
+            self._save_for_backward(training, geom, None, None)
         return y
 
     def backward(self, dy):
-        geom, argmax = self._saved()
+        geom, x, y = self._saved()
         dy = np.asarray(dy, dtype=self.dtype)
         if self.mode == "max":
-            return pool_ops.max_pool_backward(dy, argmax, geom)
+            return pool_ops.max_pool_backward(dy, x, y, geom)
         return pool_ops.avg_pool_backward(dy, geom)
 
     def get_config(self):
