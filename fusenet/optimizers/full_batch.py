@@ -79,12 +79,12 @@ class FullBatchOptimizer(Optimizer):
         self.tol = check_float(owner, "tol", tol, low=0.0, allow_none=True)
         self.bounds = bounds_to_config(owner, bounds)
         if self.bounds is not None and not self.supports_bounds:
-            raise ValueError(self._no_bounds_message())
+            raise ValueError(self._no_bounds_message(bounds))
         self.result_ = None
 
-    def _no_bounds_message(self) -> str:
+    def _no_bounds_message(self, bounds) -> str:
         return (f"{type(self).__name__} does not support bounds; use LBFGS (L-BFGS-B) or a derivative-free "
-                f"optimizer for a bounded problem. Received: bounds={self.bounds!r}")
+                f"optimizer for a bounded problem. Received: bounds={bounds!r}")
 
     # ------------------------------------------------------------ mini-batch use is refused
     def _refuse(self, what: str):
@@ -146,7 +146,7 @@ class FullBatchOptimizer(Optimizer):
             raise ValueError(f"{owner}: x0 is required (the start point). Received: x0=None")
         box = resolve_bounds(owner, bounds, problem.x0.size)
         if box is not None and not self.supports_bounds:
-            raise ValueError(self._no_bounds_message())
+            raise ValueError(self._no_bounds_message(bounds))
         return box
 
     def _run(self, problem: Problem, box, notify: Notifier):  # pragma: no cover - abstract

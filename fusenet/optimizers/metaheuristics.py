@@ -36,7 +36,7 @@ import scipy.optimize as _so
 
 from ..utils import check_positive_int, draw_seed
 from . import base as _base
-from ._problem import Notifier, Problem, resolve_bounds
+from ._problem import resolve_bounds
 from .base import check_float
 from .full_batch import FullBatchOptimizer
 
