@@ -18,8 +18,8 @@
 Training mode runs on the replaced layers' own parameters (the same ``params``/``grads``/
 ``get_weights()``), draws every dropout mask from the generator of the layer that would have
 drawn it, in the same shape, and performs the unfused layers' operations in their order (in place
-where the values are the same), so it reproduces the unfused numbers; only inference folds. Inference runs on
-weights folded once and cached until the sources change (see :class:`~fusenet.fusion.FusedLayer`).
+where the values are the same), so it reproduces the unfused numbers. Only inference folds: it runs
+on weights folded once and cached until the sources change (see :class:`~fusenet.fusion.FusedLayer`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 from ..layers.attention import MultiHeadAttention, TransformerEncoderBlock
-from ..layers.base import InputSpec, check_input
+from ..layers.base import check_input
 from ..layers.core import Dense
 from ..layers.normalization import LayerNormalization, _reduce_sum, _reduce_sum_prod
 from ..utils import check_numeric, result_dtype
@@ -39,6 +39,12 @@ from .dense import activation_of
 
 __all__ = ["FusedLayerNormDense", "FusedDenseResidualLayerNorm", "FusedMultiHeadAttention",
            "FusedTransformerEncoderBlock", "layernorm_condition", "attention_condition"]
+
+
+#: inference of the attention layers runs on chunks of whole sequences of about this many rows
+#: (batch * time), so that the projections, scores and feed-forward activations of a chunk stay in
+#: the cache (512 rows: the fastest of 128..2048 on the reference transformer, batch 32 x 64 steps)
+INFERENCE_CHUNK_ROWS = 512
 
 
 # ---------------------------------------------------------------- conditions (shared with the patterns)
@@ -65,8 +71,8 @@ def attention_condition(mha):
     if mha.built and shape and isinstance(shape[0], (tuple, list)):
         widths = {s[-1] for s in shape}
         if len(widths) > 1:
-            return (f"{mha.describe()} was built for cross-attention (query/value/key widths {[s[-1] for s in shape]}); "
-                    "only self-attention (one input) is fused")
+            return (f"{mha.describe()} was built for cross-attention (query/value/key widths "
+                    f"{[s[-1] for s in shape]}); only self-attention (one input) is fused")
     return None
 
 
@@ -142,7 +148,8 @@ def _attention_mask(mha, batch, steps, training):
         return None
     keep = 1.0 - mha.dropout
     dtype = np.dtype(mha.dtype)
-    draw = mha._rng.random((batch, mha.num_heads, steps, steps), dtype=np.float64 if dtype == np.float64 else np.float32)
+    draw_dtype = np.float64 if dtype == np.float64 else np.float32
+    draw = mha._rng.random((batch, mha.num_heads, steps, steps), dtype=draw_dtype)
     mask = (draw < keep).astype(dtype)
     mask *= dtype.type(1.0 / keep)
     return mask
@@ -161,11 +168,17 @@ def _standardize(z, norm, in_place):
     return ops.standardize_rows(z, norm.epsilon, norm.rms_scaling)
 
 
-def _skip_ln_forward(x2, kernel, bias, residual2, mask, norm, training):
+def _skip_ln_forward(x2, kernel, bias, residual2, mask, norm, training, out=None):
     """``LN(residual + mask * (x @ W + b))`` on rows; the sum is standardised in place (not for rms).
+    At inference with ``out`` (C-contiguous rows), the GEMM writes there and the result stays there.
 
     Returns ``(y, saved)``; ``saved`` (training) holds what :func:`_skip_ln_backward` needs."""
-    z = _gemm(x2, kernel, bias)
+    if out is None or training or norm.rms_scaling:
+        z = _gemm(x2, kernel, bias)
+    else:
+        z = np.matmul(x2, kernel, out=out)
+        if bias is not None:
+            z += bias
     if mask is not None:
         z *= mask
     z += residual2
@@ -229,8 +242,8 @@ class FusedLayerNormDense(FusedLayer):
         src = self.source_layers
         owner = type(self).__name__
         if len(src) not in (2, 3) or not isinstance(src[0], LayerNormalization) or not isinstance(src[1], Dense):
-            raise TypeError(f"{owner}: expected [LayerNormalization, Dense] or [LayerNormalization, Dense, activation]. "
-                            f"Received: {[type(layer).__name__ for layer in src]}")
+            raise TypeError(f"{owner}: expected [LayerNormalization, Dense] or [LayerNormalization, Dense, "
+                            f"activation]. Received: {[type(layer).__name__ for layer in src]}")
         if len(src) == 3 and activation_of(src[2]) is None:
             raise TypeError(f"{owner}: the third layer must be an element-wise activation layer. "
                             f"Received: {type(src[2]).__name__}")
@@ -332,8 +345,9 @@ class FusedDenseResidualLayerNorm(FusedLayer):
         check_input(self, a.shape, self.dense.input_spec, index=0)
         expected = tuple(a.shape[:-1]) + (self.dense.units,)
         if tuple(r.shape) != expected:
-            raise ValueError(f"Input 1 of {self.describe()} is incompatible with the layer: expected the residual to "
-                             f"have shape {expected} (x's leading axes, then units), but received input with shape {r.shape}")
+            raise ValueError(f"Input 1 of {self.describe()} is incompatible with the layer: expected the residual "
+                             f"to have shape {expected} (x's leading axes, then units), but received input with "
+                             f"shape {r.shape}")
         return [v if v.dtype == self.dtype else v.astype(self.dtype) for v in (a, r)]
 
     def forward(self, x, training=False):
@@ -368,13 +382,16 @@ class FusedMultiHeadAttention(FusedLayer):
     """
 
     pattern = "MultiHeadAttention (self-attention)"
+    #: inference runs on chunks of whole sequences of about this many rows (batch * time)
+    INFERENCE_CHUNK_ROWS = INFERENCE_CHUNK_ROWS
 
     def __init__(self, layers, **kwargs):
         super().__init__(layers, **kwargs)
         src = self.source_layers
         owner = type(self).__name__
         if len(src) != 1 or not isinstance(src[0], MultiHeadAttention):
-            raise TypeError(f"{owner}: expected [MultiHeadAttention]. Received: {[type(layer).__name__ for layer in src]}")
+            raise TypeError(f"{owner}: expected [MultiHeadAttention]. "
+                            f"Received: {[type(layer).__name__ for layer in src]}")
         reason = attention_condition(src[0])
         if reason:
             raise ValueError(f"{owner}: {reason}. Received: input_shape={src[0].build_input_shape}")
@@ -391,21 +408,39 @@ class FusedMultiHeadAttention(FusedLayer):
         return kernel, bias, *_output_params(self.mha)
 
     def forward(self, x, training=False):
+        if not training:
+            self._save_for_backward(False)
+            return self._inference(x)
         mha = self.mha
         batch, steps, d = x.shape
         x2 = x.reshape(-1, d)
-        if training:
-            kernel, bias, scale = _pack_qkv(mha)
-            w_out, b_out = _output_params(mha)
-        else:
-            kernel, bias, w_out, b_out = self.folded()
-            scale = None
+        kernel, bias, scale = _pack_qkv(mha)
+        w_out, b_out = _output_params(mha)
         proj = _gemm(x2, kernel, bias).reshape(batch, steps, -1)
-        mask = _attention_mask(mha, batch, steps, training)
+        mask = _attention_mask(mha, batch, steps, training=True)
         ctx, saved = ops.attention_core(proj, mha.num_heads, mha.key_dim, mha.value_dim, mha.use_causal_mask,
-                                        mask, training)
+                                        mask, training=True)
         y = _gemm(ctx, w_out, b_out)
-        self._save_for_backward(training, x2, kernel, scale, ctx, saved)
+        self._save_for_backward(True, x2, kernel, scale, ctx, saved)
+        return y.reshape(batch, steps, -1)
+
+    def _inference(self, x):
+        """Chunks of whole sequences (about ``INFERENCE_CHUNK_ROWS`` rows): packed QKV GEMM, attention,
+        output GEMM written into the chunk's rows of the output."""
+        mha = self.mha
+        kernel, bias, w_out, b_out = self.folded()
+        batch, steps, d = x.shape
+        x2 = x.reshape(-1, d)
+        y = np.empty((batch * steps, w_out.shape[1]), dtype=x.dtype)
+        per_chunk = max(1, self.INFERENCE_CHUNK_ROWS // max(steps, 1))
+        for first in range(0, batch, per_chunk):
+            n = min(per_chunk, batch - first)
+            rows = slice(first * steps, (first + n) * steps)
+            proj = _gemm(x2[rows], kernel, bias).reshape(n, steps, -1)
+            ctx, _ = ops.attention_core(proj, mha.num_heads, mha.key_dim, mha.value_dim, mha.use_causal_mask)
+            out = np.matmul(ctx, w_out, out=y[rows])
+            if b_out is not None:
+                out += b_out
         return y.reshape(batch, steps, -1)
 
     def backward(self, dy):
@@ -446,7 +481,7 @@ class FusedTransformerEncoderBlock(FusedLayer):
 
     pattern = "TransformerEncoderBlock"
     #: inference runs on chunks of whole sequences of about this many rows (batch * time)
-    INFERENCE_CHUNK_ROWS = 512
+    INFERENCE_CHUNK_ROWS = INFERENCE_CHUNK_ROWS
 
     def __init__(self, layers, **kwargs):
         super().__init__(layers, **kwargs)
@@ -550,7 +585,9 @@ class FusedTransformerEncoderBlock(FusedLayer):
                 ctx, _ = self._attention(mha, xc, kernel, bias, n, steps)
                 x1, _ = _skip_ln_forward(ctx, w_out, b_out, xc, None, norm1, training=False)
                 hidden = ops.apply_activation_(fn, _gemm(x1, w1, b1))
-                out[...] = _skip_ln_forward(hidden, w2, b2, x1, None, norm2, training=False)[0]
+                y_chunk, _ = _skip_ln_forward(hidden, w2, b2, x1, None, norm2, training=False, out=out)
+                if y_chunk is not out:  # rms_scaling: standardised out of place
+                    out[...] = y_chunk
         return y.reshape(batch, steps, -1)
 
     def backward(self, dy):
