@@ -6,18 +6,14 @@ them through the protocol of :mod:`fusenet.optimizers.flat`
 (``optimizer.minimize(make_objective(layers, forward_backward), callback=...)``). They also minimise
 any function: ``LBFGS().minimize(fn, x0, jac=True)``.
 
-========================  =================  =========  ============================================
-class                     SciPy method       bounds     stopping rule (besides ``max_iter`` and the callback)
-========================  =================  =========  ============================================
-:class:`LBFGS`            ``L-BFGS-B``       yes        ``max|proj g| <= gtol`` or
-                                                        ``(f_k - f_k+1) / max(|f_k|, |f_k+1|, 1) <= ftol``
-                                                        or ``max_fun`` evaluations or a failed line search
-:class:`BFGS`             ``BFGS``           no         ``max|g| <= gtol`` or a failed line search
-:class:`ConjugateGradient` ``CG`` (PR+)      no         ``max|g| <= gtol`` or a failed line search
-:class:`NewtonCG`         ``Newton-CG``      no         ``sum|step| <= n * xtol``
-:class:`TrustRegion`      ``trust-krylov`` / no         ``||g||_2 < gtol``
-                          ``trust-ncg``
-========================  =================  =========  ============================================
+Each runs one SciPy method and stops at the first of: ``max_iter`` iterations, the callback asking,
+a failed line search / non-finite step, or its convergence test:
+
+- :class:`LBFGS` (``L-BFGS-B``, bounds): ``max|projected g| <= gtol``, or
+  ``(f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) <= ftol``, or ``max_fun`` evaluations;
+- :class:`BFGS` (``BFGS``) and :class:`ConjugateGradient` (``CG``, Polak-Ribiere+): ``max|g| <= gtol``;
+- :class:`NewtonCG` (``Newton-CG``): ``sum|step| <= n * xtol``;
+- :class:`TrustRegion` (``trust-krylov`` or ``trust-ncg``): ``||g||_2 < gtol``.
 
 ``tol`` sets those tolerances as SciPy's ``minimize(tol=...)`` does (``gtol`` and ``ftol`` for
 L-BFGS-B, ``gtol`` for BFGS/CG/trust regions, ``xtol`` for Newton-CG); ``tol=None`` keeps SciPy's

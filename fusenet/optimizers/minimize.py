@@ -4,25 +4,26 @@ returning a :class:`scipy.optimize.OptimizeResult` (``x``, ``fun``, ``nit``, ``n
 
 Methods (case-insensitive; ``-`` and ``_`` are the same), with the class that runs them:
 
-====================================================  ==========================================
-``"lbfgs"``, ``"l-bfgs-b"``                            :class:`~fusenet.optimizers.LBFGS`
-``"bfgs"``                                             :class:`~fusenet.optimizers.BFGS`
-``"cg"``, ``"conjugate_gradient"``                     :class:`~fusenet.optimizers.ConjugateGradient`
-``"newton_cg"``                                        :class:`~fusenet.optimizers.NewtonCG`
-``"trust_region"``, ``"trust-krylov"``, ``"trust-ncg"`` :class:`~fusenet.optimizers.TrustRegion`
-``"differential_evolution"``, ``"de"``                 :class:`~fusenet.optimizers.DifferentialEvolution`
-``"dual_annealing"``                                   :class:`~fusenet.optimizers.DualAnnealing`
-``"simulated_annealing"``, ``"sa"``                    :class:`~fusenet.optimizers.SimulatedAnnealing`
-``"particle_swarm"``, ``"pso"``                        :class:`~fusenet.optimizers.ParticleSwarm`
-``"genetic_algorithm"``, ``"ga"``                      :class:`~fusenet.optimizers.GeneticAlgorithm`
-====================================================  ==========================================
+- ``"lbfgs"``, ``"l-bfgs-b"``: :class:`~fusenet.optimizers.LBFGS`
+- ``"bfgs"``: :class:`~fusenet.optimizers.BFGS`
+- ``"cg"``, ``"conjugate_gradient"``: :class:`~fusenet.optimizers.ConjugateGradient`
+- ``"newton_cg"``: :class:`~fusenet.optimizers.NewtonCG`
+- ``"trust_region"``, ``"trust-krylov"``, ``"trust-ncg"``: :class:`~fusenet.optimizers.TrustRegion`
+- ``"differential_evolution"``, ``"de"``: :class:`~fusenet.optimizers.DifferentialEvolution`
+- ``"dual_annealing"``: :class:`~fusenet.optimizers.DualAnnealing`
+- ``"simulated_annealing"``, ``"sa"``: :class:`~fusenet.optimizers.SimulatedAnnealing`
+- ``"particle_swarm"``, ``"pso"``: :class:`~fusenet.optimizers.ParticleSwarm`
+- ``"genetic_algorithm"``, ``"ga"``: :class:`~fusenet.optimizers.GeneticAlgorithm`
 
 Further SciPy methods that need no Hessian are passed through to :func:`scipy.optimize.minimize`:
 ``"nelder-mead"``, ``"powell"``, ``"tnc"``, ``"slsqp"``, ``"cobyla"``, ``"cobyqa"``,
 ``"trust-constr"`` (options ``max_iter`` -> ``maxiter`` (``maxfun`` for TNC, which has no iteration
-limit), ``tol`` -> ``tol``, every other option into SciPy's ``options``). The class names (``"LBFGS"``, ``"ParticleSwarm"``, ...) work too.
+limit), ``tol`` -> ``tol``, every other option into SciPy's ``options``). The class names
+(``"LBFGS"``, ``"ParticleSwarm"``, ...) work too.
 
-The lower-case names of the first table are also names of :func:`fusenet.optimizers.get`.
+:func:`fusenet.optimizers.get` knows the class names (any case) and ``"cg"``, ``"newton_cg"``,
+``"trust_region"``, ``"differential_evolution"``, ``"dual_annealing"``, ``"simulated_annealing"``,
+``"particle_swarm"``, ``"genetic_algorithm"``.
 """
 
 from __future__ import annotations
