@@ -1,0 +1,266 @@
+"""The exporter: walks a Sequential model, emits every layer, checks and writes the ONNX file."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from ..layers import core, regularization
+from ..layers import recurrent as _recurrent
+from ..layers.base import Layer
+from . import _layers, _sequence
+from ._activations import emit_activation
+from ._graph import GraphBuilder, Value
+
+__all__ = ["export", "supported_layers", "DEFAULT_OPSET", "MIN_OPSET"]
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 17  # LayerNormalization
+
+#: layers that are the identity at inference: removed from the graph
+_IDENTITY = (core.Input, core.Identity, regularization.Dropout, regularization.SpatialDropout1D,
+             regularization.SpatialDropout2D, regularization.SpatialDropout3D, regularization.GaussianNoise,
+             regularization.GaussianDropout, regularization.AlphaDropout, regularization.ActivityRegularization)
+
+_EMITTERS = {**_layers.EMITTERS, **_sequence.EMITTERS}
+
+
+def supported_layers() -> list:
+    """The names of the layer classes :func:`export` maps to ONNX (fused layers are exported through
+    the layers they replaced; the inference-time identities are removed)."""
+    return sorted({cls.__name__ for cls in _EMITTERS} | {cls.__name__ for cls in _IDENTITY})
+
+
+def _require_onnx():
+    try:
+        import onnx  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "fusenet.onnx.export needs the 'onnx' package: pip install onnx (the fusenet extra 'onnx'; onnxruntime "
+            "runs the exported file)."
+        ) from exc
+
+
+# ---------------------------------------------------------------- BatchNormalization folding
+def _fold_target(prev, bn):
+    """Whether ``bn`` (inference) can be folded into the layer ``prev`` that feeds it."""
+    from ..layers import convolution
+    from ..layers.normalization import BatchNormalization
+
+    if type(bn) is not BatchNormalization or not bn.built or not prev.built:
+        return None
+    if list(bn._axes) != [len(bn.build_input_shape) - 1]:
+        return None
+    if getattr(prev, "activation", None) is None or prev.activation.name != "linear" or type(prev.activation).__name__ != "Linear":
+        return None
+    kinds = {core.Dense: "dense", convolution.Conv1D: "dense", convolution.Conv2D: "dense",
+             convolution.Conv3D: "dense", convolution.DepthwiseConv2D: "depthwise",
+             convolution.SeparableConv2D: "separable", convolution.Conv1DTranspose: "transpose",
+             convolution.Conv2DTranspose: "transpose"}
+    return kinds.get(type(prev))
+
+
+def _folded_weights(prev, bn, kind):
+    from ..fusion import folding
+
+    bn_args = (bn._params.get("gamma"), bn._params.get("beta"), bn._state["moving_mean"],
+               bn._state["moving_variance"], bn.epsilon)
+    p = prev._params
+    if kind == "dense":
+        kernel, bias = folding.fold_batchnorm(p["kernel"], p.get("bias"), *bn_args)
+        return {"kernel": kernel, "bias": bias}
+    if kind == "depthwise":
+        kernel, bias = folding.fold_batchnorm_depthwise(p["depthwise_kernel"], p.get("bias"), *bn_args)
+        return {"depthwise_kernel": kernel, "bias": bias}
+    if kind == "separable":
+        kernel, bias = folding.fold_batchnorm(p["pointwise_kernel"], p.get("bias"), *bn_args)
+        return {"depthwise_kernel": p["depthwise_kernel"], "pointwise_kernel": kernel, "bias": bias}
+    kernel, bias = folding.fold_batchnorm_transpose(p["kernel"], p.get("bias"), *bn_args)
+    return {"kernel": kernel, "bias": bias}
+
+
+# ---------------------------------------------------------------- the context
+class _Context:
+    """What the emitters see: the graph builder, the folded weights and the dispatch."""
+
+    def __init__(self, g: GraphBuilder, fused: bool):
+        self.g = g
+        self.fused = fused
+        self._overrides: dict = {}
+
+    def array(self, a):
+        return np.asarray(a, dtype=self.g.dtype)
+
+    def weights(self, layer) -> dict:
+        """The arrays to export for ``layer``: its own, or those with a BatchNormalization folded in."""
+        if id(layer) in self._overrides:
+            return self._overrides[id(layer)]
+        return {**layer._params, **layer._state}
+
+    def activate(self, layer, fn, v):
+        """``fn`` (an ActivationFunction) applied to ``v``, named after ``layer``."""
+        return emit_activation(self.g, fn, v, layer.describe())
+
+    def expand(self, layers) -> list:
+        """The layers to emit: fused layers replaced by the layers they replaced, identities removed,
+        and (``fused``) every BatchNormalization folded into the Dense/convolution feeding it."""
+        from ..fusion.base import FusedLayer
+
+        flat = []
+        for layer in layers:
+            if isinstance(layer, FusedLayer):
+                flat.extend(self.expand(layer.source_layers))
+            elif type(layer) in _IDENTITY:
+                continue
+            else:
+                flat.append(layer)
+        if not self.fused:
+            return flat
+        out, i = [], 0
+        while i < len(flat):
+            layer = flat[i]
+            nxt = flat[i + 1] if i + 1 < len(flat) else None
+            kind = _fold_target(layer, nxt) if nxt is not None else None
+            if kind is not None:
+                self._overrides[id(layer)] = _folded_weights(layer, nxt, kind)
+                out.append(layer)
+                i += 2
+                continue
+            out.append(layer)
+            i += 1
+        return out
+
+    def emit_sequence(self, layers, v):
+        for layer in self.expand(layers):
+            v = self.emit_layer(layer, v)
+        return v
+
+    def emit_layer(self, layer, v):
+        from ..fusion.base import FusedLayer
+
+        if isinstance(layer, FusedLayer) or type(layer) in _IDENTITY:
+            return self.emit_sequence([layer], v)
+        emitter = _EMITTERS.get(type(layer))
+        if emitter is None:
+            raise ValueError(
+                f"fusenet.onnx.export: {layer.describe()} has no ONNX mapping (class "
+                f"{type(layer).__module__}.{type(layer).__name__}). Supported layers: {supported_layers()}"
+            )
+        if not layer.built:
+            raise ValueError(f"fusenet.onnx.export: {layer.describe()} is not built; build the model first.")
+        with self.g.scope(layer.name):
+            return emitter(self, layer, v)
+
+
+
+# ---------------------------------------------------------------- the model
+def _check_opset(opset):
+    import onnx
+
+    latest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
+        raise TypeError(f"fusenet.onnx.export: expected opset to be an int. Received: opset={opset!r}")
+    if not MIN_OPSET <= int(opset) <= latest:
+        raise ValueError(
+            f"fusenet.onnx.export: expected opset between {MIN_OPSET} (LayerNormalization) and {latest} (the newest "
+            f"this onnx package knows). Received: opset={opset}"
+        )
+    return int(opset)
+
+
+def _model_dtype(model):
+    for layer in model._all_layers():
+        if layer.dtype is not None and not isinstance(layer, core.Input):
+            return np.dtype(layer.dtype)
+    first = model._all_layers()[0] if model._all_layers() else None
+    return np.dtype(first.dtype if first is not None and first.dtype else "float32")
+
+
+def _tensor_type(dtype):
+    from onnx import TensorProto
+
+    return {np.dtype("float32"): TensorProto.FLOAT, np.dtype("float64"): TensorProto.DOUBLE,
+            np.dtype("float16"): TensorProto.FLOAT16, np.dtype("int64"): TensorProto.INT64}[np.dtype(dtype)]
+
+
+def _dims(shape):
+    return ["batch"] + [f"dim_{i}" if d is None else int(d) for i, d in enumerate(shape[1:], start=1)]
+
+
+def build_model_proto(model, opset=DEFAULT_OPSET, fused=True):
+    """The ``onnx.ModelProto`` of ``model`` (checked), without writing it. See :func:`export`."""
+    _require_onnx()
+    import onnx
+    from onnx import helper
+
+    from ..models.sequential import Sequential
+
+    if not isinstance(model, Sequential):
+        raise TypeError(f"fusenet.onnx.export: expected a fusenet Sequential model. Received: {type(model).__name__}")
+    opset = _check_opset(opset)
+    if not model.built:
+        raise ValueError(f"fusenet.onnx.export: {model.describe()} is not built; give it an input shape "
+                         "(layers.Input(shape)) or call it on data first.")
+    dtype = _model_dtype(model)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"fusenet.onnx.export: only float32 and float64 models can be exported. Received: {dtype}")
+    g = GraphBuilder(opset, dtype)
+    ctx = _Context(g, bool(fused))
+    layers = ctx.expand(model._all_layers())
+    ids = bool(layers) and type(layers[0]).__name__ == "Embedding"
+    in_dtype = np.dtype(np.int64) if ids else dtype
+    input_name = g.fresh("input")
+    v = Value(input_name, model.input_shape, in_dtype)
+    with g.scope(model.name):
+        v = ctx.emit_sequence(model._all_layers(), v)
+        v = g.native(v)
+    output_name = "output"
+    producer = next((n for n in reversed(g.nodes) if v.name in n.output), None)
+    if producer is None:  # the model is the identity
+        with g.scope(model.name):
+            g.op("Identity", [v.name], outputs=[output_name])
+    else:
+        producer.output[list(producer.output).index(v.name)] = output_name
+    out_shape = model.output_shape
+    graph = helper.make_graph(
+        g.nodes, model.name,
+        [helper.make_tensor_value_info(input_name, _tensor_type(in_dtype), _dims(model.input_shape))],
+        [helper.make_tensor_value_info(output_name, _tensor_type(dtype), _dims(out_shape))],
+        g.initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="fusenet",
+                              producer_version=str(getattr(sys.modules.get("fusenet"), "__version__", "unknown")),
+                              doc_string=f"fusenet model {model.name!r} ({'fused' if fused else 'unfused'} export)")
+    proto.ir_version = helper.find_min_ir_version_for(opsets)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export(model, path, opset=DEFAULT_OPSET, fused=True):
+    """Write ``model`` (a built :class:`~fusenet.models.Sequential`) to ``path`` as an ONNX file.
+
+    Every inference-time layer becomes standard ONNX operators (see :mod:`fusenet.onnx`); the
+    graph has one input ``"input"`` (fusenet's channels-last layout, dynamic batch dimension
+    ``"batch"``; ``int64`` ids when the model starts with an Embedding) and one output ``"output"``.
+    Node names are the layers' names. ``fused=True`` folds every BatchNormalization that follows
+    a Dense/convolution into its weights (fused layers are always exported through the layers they
+    replaced); ``fused=False`` keeps BatchNormalization as its own operator. The model is checked
+    with ``onnx.checker.check_model(full_check=True)`` before the file is written atomically.
+
+    Returns the ``onnx.ModelProto``. Raises ``ValueError`` naming a layer without an ONNX mapping
+    (and listing the supported layers), ``TypeError`` for a non-Sequential model.
+    """
+    proto = build_model_proto(model, opset=opset, fused=fused)
+    data = proto.SerializeToString()
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    from ..interop._atomic import atomic_write
+
+    atomic_write(os.fspath(path), write, owner="fusenet.onnx.export")
+    return proto

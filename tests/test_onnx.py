@@ -1,0 +1,226 @@
+"""ONNX export: every layer type and the reference models, fusenet ``predict`` against onnxruntime.
+
+Each case builds a small model, gives every weight a random value (positive variances), exports it
+and runs the file with onnxruntime at two batch sizes (the batch dimension is dynamic): the outputs
+agree with ``model.predict`` to 1e-5 (float32).
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import fusenet  # noqa: E402
+import fusenet.onnx as fonnx  # noqa: E402
+from fusenet import activations, layers, models  # noqa: E402
+
+L = layers
+BATCHES = (2, 5)
+
+
+def randomize(model, rng, scale=0.5):
+    """Random weights in place (every layer, sublayers included); variances in [0.5, 1.5]."""
+    for layer in model._all_layers():
+        for key, arr in {**layer.params, **layer.state}.items():
+            if "variance" in key:
+                arr[...] = rng.uniform(0.5, 1.5, size=arr.shape)
+            else:
+                arr[...] = rng.normal(scale=scale, size=arr.shape)
+    return model
+
+
+def make_input(shape, batch, rng, kind="float"):
+    if kind == "ids":
+        return rng.integers(0, 20, size=(batch,) + tuple(shape)).astype(np.int64)
+    return rng.normal(scale=1.5, size=(batch,) + tuple(shape)).astype(np.float32)
+
+
+def run_onnx(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def check_export(model, shape, tmp_path, rng, kind="float", fused=True, opset=17, tol=1e-5):
+    """Export ``model`` and compare onnxruntime with ``predict`` at two batch sizes; returns the proto."""
+    path = tmp_path / f"{model.name}.onnx"
+    proto = fonnx.export(model, path, opset=opset, fused=fused)
+    for batch in BATCHES:
+        x = make_input(shape, batch, rng, kind)
+        expected = model.predict(x, verbose=0)
+        got = run_onnx(path, x)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+    return proto
+
+
+def sequential(build, shape, rng, dtype=None):
+    model = models.Sequential([L.Input(shape, dtype=dtype)] + build())
+    return randomize(model, rng)
+
+
+# ---------------------------------------------------------------- every layer type
+IMG = (6, 6, 3)
+SEQ = (5, 4)
+CASES = {
+    # core
+    "dense": (lambda: [L.Dense(6, activation="relu")], (5,)),
+    "dense-rank3-nobias": (lambda: [L.Dense(6, use_bias=False, activation="tanh")], SEQ),
+    "dense-flatten-input": (lambda: [L.Flatten(), L.Dense(3)], (2, 3)),
+    # convolutions
+    "conv2d-same-stride": (lambda: [L.Conv2D(4, 3, strides=2, padding="same")], (7, 7, 3)),
+    "conv2d-dilated-groups": (lambda: [L.Conv2D(6, (3, 2), dilation_rate=2, groups=3, padding="same",
+                                                activation="relu")], (8, 8, 3)),
+    "conv2d-valid-stride": (lambda: [L.Conv2D(2, (2, 3), strides=(2, 1))], (7, 6, 3)),
+    "conv1d-causal": (lambda: [L.Conv1D(4, 3, padding="causal", dilation_rate=2)], (9, 3)),
+    "conv1d-same-stride": (lambda: [L.Conv1D(4, 4, strides=2, padding="same")], (9, 3)),
+    "conv3d": (lambda: [L.Conv3D(2, 2, padding="same", activation="elu")], (4, 4, 4, 2)),
+    "depthwise": (lambda: [L.DepthwiseConv2D(3, depth_multiplier=2, strides=2, padding="same")], (7, 7, 3)),
+    "separable": (lambda: [L.SeparableConv2D(5, 3, depth_multiplier=2, padding="same", activation="relu")], IMG),
+    "conv2d-transpose-same": (lambda: [L.Conv2DTranspose(4, 3, strides=2, padding="same")], (4, 4, 3)),
+    "conv2d-transpose-valid": (lambda: [L.Conv2DTranspose(2, (3, 2), strides=(2, 3))], (4, 4, 3)),
+    "conv2d-transpose-outpad": (lambda: [L.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=1)],
+                                (4, 4, 3)),
+    "conv2d-transpose-dilated": (lambda: [L.Conv2DTranspose(2, 3, dilation_rate=2, padding="same")], (4, 4, 3)),
+    "conv1d-transpose": (lambda: [L.Conv1DTranspose(3, 4, strides=2)], (5, 2)),
+    # pooling
+    "maxpool2d": (lambda: [L.MaxPooling2D(2)], IMG),
+    "maxpool2d-same": (lambda: [L.MaxPooling2D(3, strides=2, padding="same")], (7, 7, 3)),
+    "avgpool2d-same": (lambda: [L.AveragePooling2D(3, strides=2, padding="same")], (7, 7, 3)),
+    "pool1d": (lambda: [L.MaxPooling1D(2), L.AveragePooling1D(2, padding="same")], (9, 3)),
+    "pool3d": (lambda: [L.MaxPooling3D(2), L.AveragePooling3D(1)], (4, 4, 4, 2)),
+    "global-pool-cf": (lambda: [L.Conv2D(3, 1), L.GlobalAveragePooling2D()], IMG),
+    "global-max-cf-keepdims": (lambda: [L.Conv2D(3, 1), L.GlobalMaxPooling2D(keepdims=True)], IMG),
+    "global-pool-native": (lambda: [L.GlobalMaxPooling2D(), L.Dense(2)], IMG),
+    "global-pool-1d": (lambda: [L.GlobalAveragePooling1D(keepdims=True)], SEQ),
+    "global-pool-3d": (lambda: [L.GlobalMaxPooling3D()], (3, 3, 3, 2)),
+    "global-avg-3d-cf": (lambda: [L.Conv3D(2, 1), L.GlobalAveragePooling3D()], (3, 3, 3, 2)),
+    # normalization
+    "batchnorm-dense": (lambda: [L.Dense(6), L.BatchNormalization(), L.ReLU()], (5,)),
+    "batchnorm-conv": (lambda: [L.Conv2D(4, 3), L.BatchNormalization(epsilon=1e-2), L.ReLU()], IMG),
+    "batchnorm-image-first": (lambda: [L.BatchNormalization(), L.Conv2D(2, 1)], IMG),
+    "batchnorm-sequence": (lambda: [L.BatchNormalization(center=False)], SEQ),
+    "batchnorm-axis1": (lambda: [L.BatchNormalization(axis=1, scale=False)], SEQ),
+    "batchnorm-after-depthwise": (lambda: [L.DepthwiseConv2D(3), L.BatchNormalization()], IMG),
+    "batchnorm-after-separable": (lambda: [L.SeparableConv2D(4, 3, use_bias=False), L.BatchNormalization()], IMG),
+    "batchnorm-after-transpose": (lambda: [L.Conv2DTranspose(3, 2, strides=2), L.BatchNormalization()], (3, 3, 2)),
+    "layernorm": (lambda: [L.LayerNormalization()], SEQ),
+    "layernorm-two-axes": (lambda: [L.LayerNormalization(axis=[1, 2])], SEQ),
+    "layernorm-rms": (lambda: [L.LayerNormalization(rms_scaling=True)], SEQ),
+    "layernorm-no-center": (lambda: [L.LayerNormalization(center=False, epsilon=1e-5)], SEQ),
+    "layernorm-axis1": (lambda: [L.LayerNormalization(axis=1)], SEQ),
+    "groupnorm": (lambda: [L.GroupNormalization(groups=2)], (3, 3, 4)),
+    "groupnorm-cf": (lambda: [L.Conv2D(4, 1), L.GroupNormalization(groups=-1)], (3, 3, 2)),
+    "unitnorm": (lambda: [L.UnitNormalization()], (6,)),
+    "unitnorm-cf-axes": (lambda: [L.Conv2D(3, 1), L.UnitNormalization(axis=[1, 2])], IMG),
+    # reshaping
+    "flatten-conv-dense": (lambda: [L.Conv2D(3, 3), L.Flatten(), L.Dense(4)], IMG),
+    "flatten-conv-relu-dense": (lambda: [L.Conv2D(3, 3), L.Flatten(), L.ReLU(), L.Dropout(0.5), L.Dense(4)], IMG),
+    "flatten-conv-output": (lambda: [L.Conv2D(3, 3), L.Flatten()], IMG),
+    "flatten-conv-softmax": (lambda: [L.Conv2D(2, 3), L.Flatten(), L.Softmax()], IMG),
+    "reshape": (lambda: [L.Reshape((2, -1))], SEQ),
+    "reshape-after-conv": (lambda: [L.Conv2D(2, 1), L.Reshape((-1, 2))], IMG),
+    "permute": (lambda: [L.Permute((2, 1))], SEQ),
+    "repeat-vector": (lambda: [L.RepeatVector(3)], (4,)),
+    # padding, cropping, up-sampling
+    "zero-padding2d": (lambda: [L.Conv2D(2, 1), L.ZeroPadding2D(((1, 2), (0, 1)))], IMG),
+    "zero-padding-native": (lambda: [L.ZeroPadding1D((2, 1))], SEQ),
+    "zero-padding3d": (lambda: [L.ZeroPadding3D(1)], (2, 2, 2, 2)),
+    "cropping2d": (lambda: [L.Conv2D(2, 1), L.Cropping2D(((1, 0), (2, 1)))], IMG),
+    "cropping1d-3d": (lambda: [L.Cropping1D((1, 2))], (6, 2)),
+    "cropping3d": (lambda: [L.Cropping3D(((0, 1), (1, 0), (1, 1)))], (3, 3, 4, 2)),
+    "upsampling2d": (lambda: [L.Conv2D(2, 1), L.UpSampling2D((2, 3))], (3, 3, 2)),
+    "upsampling1d-3d": (lambda: [L.UpSampling1D(3)], (4, 2)),
+    "upsampling3d": (lambda: [L.UpSampling3D(2)], (2, 2, 2, 1)),
+    # preprocessing
+    "rescaling": (lambda: [L.Rescaling(1 / 255.0, offset=0.5)], (5,)),
+    "rescaling-per-channel-cf": (lambda: [L.Conv2D(3, 1), L.Rescaling([1.0, 2.0, 3.0], offset=[0.0, 1.0, -1.0])], IMG),
+    "normalization": (lambda: [L.Normalization(mean=[0.5, 1.0, -1.0], variance=[1.0, 4.0, 0.25])], IMG),
+    "normalization-invert": (lambda: [L.Conv2D(3, 1), L.Normalization(mean=[0.5, 1.0, -1.0],
+                                                                       variance=[1.0, 4.0, 0.25], invert=True)], IMG),
+    # activation layers with hyper-parameters
+    "relu-options": (lambda: [L.ReLU(max_value=1.5, negative_slope=0.1, threshold=0.5)], (6,)),
+    "relu-threshold": (lambda: [L.ReLU(threshold=0.3)], (6,)),
+    "leaky-elu-celu": (lambda: [L.LeakyReLU(0.2), L.ELU(0.5), L.CELU(0.7)], (6,)),
+    "prelu": (lambda: [L.PReLU(alpha_initializer="ones")], (6,)),
+    "prelu-shared-cf": (lambda: [L.Conv2D(3, 1), L.PReLU(shared_axes=[1, 2])], IMG),
+    "rrelu": (lambda: [L.RReLU()], (6,)),
+    "gelu-tanh": (lambda: [L.GELU(approximate="tanh")], (6,)),
+    "softplus-options": (lambda: [L.Softplus(beta=2.0, threshold=3.0)], (6,)),
+    "hardtanh": (lambda: [L.Hardtanh(-0.5, 2.0)], (6,)),
+    "shrinks-threshold": (lambda: [L.Hardshrink(0.3), L.Softshrink(0.2), L.Threshold(0.1, -1.0)], (6,)),
+    "softmax-axis1": (lambda: [L.Softmax(axis=1)], SEQ),
+    "softmax-two-axes": (lambda: [L.Softmax(axis=[1, 2])], SEQ),
+    "softmin-logsoftmax": (lambda: [L.Softmin(axis=1), L.LogSoftmax()], SEQ),
+    "softmax2d-cf": (lambda: [L.Conv2D(3, 1), L.Softmax2d()], IMG),
+    "softmax-channels-cf": (lambda: [L.Conv2D(3, 1), L.Softmax(axis=-1), L.MaxPooling2D(2)], IMG),
+    "sparsemax": (lambda: [L.Sparsemax()], SEQ),
+    "sparsemax-axis1": (lambda: [L.Sparsemax(axis=1)], SEQ),
+    "glu": (lambda: [L.GLU(axis=1)], (4, 3)),
+    "glu-cf": (lambda: [L.Conv2D(4, 1), L.GLU()], IMG),
+    # embeddings
+    "embedding": (lambda: [L.Embedding(20, 4), L.GlobalAveragePooling1D(), L.Dense(3)], (5,)),
+    "positional-embedding": (lambda: [L.Embedding(20, 4), L.PositionalEmbedding(8)], (5,)),
+    # recurrent
+    "simple-rnn": (lambda: [L.SimpleRNN(5)], SEQ),
+    "simple-rnn-relu-seq": (lambda: [L.SimpleRNN(5, activation="relu", return_sequences=True)], SEQ),
+    "lstm": (lambda: [L.LSTM(6)], SEQ),
+    "lstm-seq-backwards": (lambda: [L.LSTM(3, return_sequences=True, go_backwards=True)], SEQ),
+    "lstm-activations": (lambda: [L.LSTM(3, activation="softsign", recurrent_activation="hard_sigmoid",
+                                         return_sequences=True)], SEQ),
+    "lstm-no-bias": (lambda: [L.LSTM(3, use_bias=False)], SEQ),
+    "gru": (lambda: [L.GRU(4, return_sequences=True)], SEQ),
+    "gru-reset-before-backwards": (lambda: [L.GRU(4, reset_after=False, go_backwards=True)], SEQ),
+    "gru-backwards-seq": (lambda: [L.GRU(3, go_backwards=True, return_sequences=True, activation="relu")], SEQ),
+    "bidirectional-concat": (lambda: [L.Bidirectional(L.LSTM(3, return_sequences=True))], SEQ),
+    "bidirectional-sum": (lambda: [L.Bidirectional(L.GRU(3), merge_mode="sum")], SEQ),
+    "bidirectional-ave-mul": (lambda: [L.Bidirectional(L.SimpleRNN(3, return_sequences=True), merge_mode="ave"),
+                                       L.Bidirectional(L.LSTM(2), merge_mode="mul")], SEQ),
+    # attention
+    "mha": (lambda: [L.MultiHeadAttention(2, 3)], SEQ),
+    "mha-causal-options": (lambda: [L.MultiHeadAttention(2, 3, value_dim=2, output_shape=5, use_causal_mask=True,
+                                                         use_bias=False)], SEQ),
+    "encoder-pre-norm": (lambda: [L.TransformerEncoderBlock(4, 2, 8)], SEQ),
+    "encoder-post-norm": (lambda: [L.TransformerEncoderBlock(4, 2, 6, norm_first=False, activation="relu")], SEQ),
+    # composites
+    "residual-add": (lambda: [L.Conv2D(3, 1), L.Residual([L.Conv2D(3, 3, padding="same"), L.BatchNormalization(),
+                                                          L.ReLU()])], IMG),
+    "residual-projection-concat": (lambda: [L.Residual([L.Conv2D(4, 3, padding="same", strides=2)],
+                                                       shortcut=[L.Conv2D(2, 1, strides=2)], merge="concatenate")], IMG),
+    "residual-multiply-dense": (lambda: [L.Residual([L.Dense(5, activation="sigmoid")], merge="multiply")], (5,)),
+    "residual-merges": (lambda: [L.Residual([L.Dense(4)], merge=L.Subtract()), L.Residual([L.Dense(4)], merge=L.Average()),
+                                 L.Residual([L.Dense(4)], merge=L.Maximum()), L.Residual([L.Dense(4)], merge=L.Minimum())],
+                        (4,)),
+    "residual-native-vs-cf": (lambda: [L.Residual([L.Conv2D(3, 1)])], IMG),
+    "time-distributed-dense": (lambda: [L.TimeDistributed(L.Dense(3))], SEQ),
+    "time-distributed-conv": (lambda: [L.TimeDistributed(L.Conv2D(2, 2))], (3, 4, 4, 2)),
+    # inference identities
+    "identities": (lambda: [L.Dropout(0.5), L.GaussianNoise(1.0), L.GaussianDropout(0.3), L.AlphaDropout(0.2),
+                            L.ActivityRegularization(l1=0.1), L.Identity(), L.Dense(3)], (5,)),
+    "spatial-dropout": (lambda: [L.Conv2D(2, 1), L.SpatialDropout2D(0.5), L.Conv2D(2, 1)], IMG),
+}
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layer_matches_onnxruntime(case, fused, tmp_path, rng):
+    build, shape = CASES[case]
+    kind = "ids" if "embedding" in case else "float"
+    model = sequential(build, shape, rng)
+    check_export(model, shape, tmp_path, rng, kind=kind, fused=fused)
+
+
+@pytest.mark.parametrize("name", activations.available())
+def test_every_activation_matches_onnxruntime(name, tmp_path, rng):
+    model = sequential(lambda: [L.Dense(6), L.Activation(name)], (4, 5), rng)
+    check_export(model, (4, 5), tmp_path, rng)
+
+
+def test_dense_activation_argument_and_conv_activation(tmp_path, rng):
+    model = sequential(lambda: [L.Conv2D(4, 3, activation="swish"), L.Flatten(), L.Dense(3, activation="softmax")],
+                       IMG, rng)
+    check_export(model, IMG, tmp_path, rng)
