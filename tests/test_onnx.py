@@ -224,3 +224,240 @@ def test_dense_activation_argument_and_conv_activation(tmp_path, rng):
     model = sequential(lambda: [L.Conv2D(4, 3, activation="swish"), L.Flatten(), L.Dense(3, activation="softmax")],
                        IMG, rng)
     check_export(model, IMG, tmp_path, rng)
+
+
+# ---------------------------------------------------------------- reference models
+def mlp():
+    return [L.Dense(16, activation="relu"), L.Dropout(0.2), L.Dense(16), L.BatchNormalization(), L.ReLU(),
+            L.Dense(4, activation="softmax")], (10,), "float"
+
+
+def cnn():
+    return [L.Conv2D(4, 3, padding="same"), L.BatchNormalization(), L.ReLU(), L.MaxPooling2D(2),
+            L.Conv2D(6, 3), L.BatchNormalization(), L.ReLU(), L.Flatten(), L.Dropout(0.3),
+            L.Dense(8, activation="relu"), L.Dense(3)], (8, 8, 2), "float"
+
+
+def resnet():
+    def block(filters, strides=1):
+        shortcut = None if strides == 1 else [L.Conv2D(filters, 1, strides=strides), L.BatchNormalization()]
+        return L.Residual([L.Conv2D(filters, 3, strides=strides, padding="same"), L.BatchNormalization(), L.ReLU(),
+                           L.Conv2D(filters, 3, padding="same"), L.BatchNormalization()], shortcut=shortcut)
+
+    return [L.Conv2D(4, 3, padding="same"), L.BatchNormalization(), L.ReLU(), block(4), L.ReLU(), block(6, 2),
+            L.ReLU(), L.GlobalAveragePooling2D(), L.Dense(3)], (8, 8, 3), "float"
+
+
+def transformer():
+    return [L.Embedding(20, 8), L.PositionalEmbedding(6), L.TransformerEncoderBlock(8, 2, 16),
+            L.TransformerEncoderBlock(8, 2, 12, norm_first=False), L.LayerNormalization(), L.Dense(8), L.GELU(),
+            L.GlobalAveragePooling1D(), L.Dense(3)], (6,), "ids"
+
+
+def lstm_classifier():
+    return [L.Embedding(20, 6), L.LSTM(8, return_sequences=True), L.LSTM(5), L.Dense(3, activation="softmax")], \
+        (7,), "ids"
+
+
+REFERENCE = {"mlp": mlp, "cnn": cnn, "resnet": resnet, "transformer": transformer, "lstm": lstm_classifier}
+
+
+def reference_model(name, rng):
+    build, shape, kind = REFERENCE[name]()
+    model = sequential(lambda: build, shape, rng)
+    return model, shape, kind
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_reference_models(name, tmp_path, rng):
+    model, shape, kind = reference_model(name, rng)
+    check_export(model, shape, tmp_path, rng, kind=kind, fused=True)
+    check_export(model, shape, tmp_path, rng, kind=kind, fused=False)
+    fused = model.fuse()  # whatever patterns match (conv patterns included, where registered)
+    proto = check_export(fused, shape, tmp_path, rng, kind=kind, fused=True)
+    unfused_proto = check_export(fused, shape, tmp_path, rng, kind=kind, fused=False)
+    ops = [n.op_type for n in proto.graph.node]
+    assert "BatchNormalization" not in ops
+    if name in ("mlp", "cnn", "resnet"):
+        assert "BatchNormalization" in [n.op_type for n in unfused_proto.graph.node]
+
+
+def test_cnn_transposes_only_at_the_input(tmp_path, rng):
+    model, shape, _ = reference_model("cnn", rng)
+    proto = check_export(model, shape, tmp_path, rng)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Transpose") == 1 and ops[0] == "Transpose"  # NHWC -> NCHW once; Flatten absorbed by the Dense
+    assert "Gather" not in ops
+    model, shape, _ = reference_model("resnet", rng)
+    ops = [n.op_type for n in fonnx.build_model_proto(model).graph.node]
+    assert ops.count("Transpose") == 1
+
+
+def test_image_output_is_transposed_back_once(tmp_path, rng):
+    model = sequential(lambda: [L.Conv2D(3, 3, padding="same"), L.ReLU(), L.Conv2D(2, 1)], IMG, rng)
+    proto = check_export(model, IMG, tmp_path, rng)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Transpose") == 2 and ops[0] == ops[-1] == "Transpose"
+    out = proto.graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in out] == ["batch", 6, 6, 2]
+
+
+def test_node_names_are_layer_names_and_batch_is_dynamic(tmp_path, rng):
+    model, shape, _ = reference_model("mlp", rng)
+    proto = fonnx.export(model, tmp_path / "m.onnx", fused=False)
+    names = {n.name for n in proto.graph.node}
+    assert {layer.name for layer in model.layers if not isinstance(layer, L.Dropout)} <= names
+    assert len(names) == len(proto.graph.node)
+    (inp,) = proto.graph.input
+    assert inp.name == "input" and inp.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert proto.graph.output[0].name == "output"
+    assert "Dropout" not in {n.op_type for n in proto.graph.node}
+
+
+def test_fused_layers_export_their_source_layers(tmp_path, rng):
+    model = sequential(lambda: [L.Dense(6, name="d1"), L.BatchNormalization(name="bn"), L.ReLU(name="act"),
+                                L.Dense(6, name="d2"), L.Dense(3, name="d3"), L.LayerNormalization(name="ln"),
+                                L.Dense(4, name="d4"), L.ReLU(name="act2")], (5,), rng)
+    fused = model.fuse()
+    kinds = {type(layer).__name__ for layer in fused.layers}
+    assert {"FusedDenseBNActivation", "FusedAffineDense", "FusedLayerNormDense"} <= kinds
+    proto = check_export(fused, (5,), tmp_path, rng)
+    names = {n.name for n in proto.graph.node}
+    assert {"d1", "act", "d2", "d3", "ln", "d4", "act2"} <= names and "bn" not in names  # BN folded into d1
+    unfused = fonnx.build_model_proto(fused, fused=False)
+    assert "bn" in {n.name for n in unfused.graph.node}
+
+
+def test_float64_model(tmp_path, rng):
+    # onnxruntime's CPU kernels for double cover Gemm and the element-wise operators (not Conv)
+    model = sequential(lambda: [L.Dense(6), L.BatchNormalization(), L.ReLU(), L.Dense(3), L.Softmax()],
+                       (5,), rng, dtype="float64")
+    path = tmp_path / "f64.onnx"
+    proto = fonnx.export(model, path)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    x = rng.normal(size=(3, 5))
+    np.testing.assert_allclose(run_onnx(path, x), model.predict(x, verbose=0), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("opset", [18, 20])
+def test_newer_opsets(opset, tmp_path, rng):
+    model = sequential(lambda: [L.Conv2D(3, 3), L.GlobalAveragePooling2D(keepdims=True), L.Softmax(axis=[1, 3]),
+                                L.Flatten(), L.Dense(4), L.Reshape((2, 2)), L.LayerNormalization(rms_scaling=True),
+                                L.UnitNormalization(), L.Sparsemax()], IMG, rng)
+    proto = check_export(model, IMG, tmp_path, rng, opset=opset)
+    assert proto.opset_import[0].version == opset
+
+
+# ---------------------------------------------------------------- refusals and errors
+class Doubler(layers.Layer):
+    """A user layer without an ONNX mapping."""
+
+    def forward(self, x, training=False):
+        return 2 * x
+
+
+class Cube(activations.ActivationFunction):
+    name = "cube_for_onnx_test"
+
+    def forward(self, x):
+        return x ** 3
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: [L.Dense(3), Doubler(name="doubler")],
+     r"layer 'doubler' \(Doubler\) has no ONNX mapping .*Supported layers: \[.*'Conv2D'.*'Dense'"),
+    (lambda: [L.Residual([L.Dense(5), Doubler(name="inner")])], r"layer 'inner' \(Doubler\) has no ONNX mapping"),
+    (lambda: [L.Residual([L.Dense(5)], merge=L.Dot(axes=1, name="dot"))],
+     r"merges with layer 'dot' \(Dot\), which has no ONNX mapping. Supported merges: \['Add'"),
+    (lambda: [L.Dense(5, activation=Cube(), name="cubic")],
+     r"layer 'cubic' \(Dense\) uses the activation 'cube_for_onnx_test'.*Supported activations: \["),
+])
+def test_unsupported_layers_are_refused(build, match, rng):
+    model = sequential(build, (5,), rng)
+    with pytest.raises(ValueError, match=match):
+        fonnx.build_model_proto(model)
+
+
+@pytest.mark.parametrize("layer, match", [
+    (lambda: L.LSTM(3, activation="gelu", name="lstm_gelu"),
+     r"layer 'lstm_gelu' \(LSTM\) uses the activation 'gelu' inside the recurrent cell; ONNX recurrent operators "
+     r"support only \["),
+    (lambda: L.GRU(3, return_state=True, name="gru_state"), r"layer 'gru_state' \(GRU\) returns its states"),
+    (lambda: L.Bidirectional(L.LSTM(3), merge_mode=None, name="bi"), r"layer 'bi' \(Bidirectional\) returns two outputs"),
+])
+def test_unsupported_recurrent_configurations(layer, match, rng):
+    # a Sequential cannot hold a layer with a list output, so the layer is emitted on its own
+    from fusenet.onnx._export import _Context
+    from fusenet.onnx._graph import GraphBuilder, Value
+
+    layer = layer()
+    layer(np.zeros((1,) + SEQ, dtype=np.float32))
+    ctx = _Context(GraphBuilder(17, np.float32), fused=True)
+    with pytest.raises(ValueError, match=match):
+        ctx.emit_layer(layer, Value("input", (None,) + SEQ, np.float32))
+
+
+def test_argument_errors(tmp_path, rng):
+    model = sequential(lambda: [L.Dense(2)], (3,), rng)
+    with pytest.raises(ValueError, match=r"expected opset between 17 .* Received: opset=16"):
+        fonnx.export(model, tmp_path / "m.onnx", opset=16)
+    with pytest.raises(TypeError, match=r"expected opset to be an int. Received: opset='17'"):
+        fonnx.export(model, tmp_path / "m.onnx", opset="17")
+    with pytest.raises(TypeError, match=r"expected a fusenet Sequential model. Received: Dense"):
+        fonnx.export(L.Dense(2), tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match=r"is not built"):
+        fonnx.export(models.Sequential([L.Dense(2)]), tmp_path / "m.onnx")
+    with pytest.raises(FileNotFoundError, match=r"does not exist"):
+        fonnx.export(model, tmp_path / "missing" / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_failed_export_leaves_the_old_file(tmp_path, rng):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"previous")
+    model = sequential(lambda: [Doubler()], (3,), rng)
+    with pytest.raises(ValueError):
+        fonnx.export(model, path)
+    assert path.read_bytes() == b"previous"
+    assert os.listdir(tmp_path) == ["m.onnx"]  # no temporary file left behind
+    good = sequential(lambda: [L.Dense(2)], (3,), rng)
+    fonnx.export(good, path)
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def test_supported_lists():
+    assert {"Dense", "Conv2D", "LSTM", "GRU", "MultiHeadAttention", "Residual", "Dropout"} <= set(fonnx.supported_layers())
+    assert {"relu", "gelu", "softmax", "hard_silu", "sparsemax"} <= set(fonnx.supported_activations())
+
+
+# ---------------------------------------------------------------- command line
+def _cli(*args):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.run([sys.executable, "-m", "fusenet.onnx", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_command_line(tmp_path, rng):
+    model, shape, _ = reference_model("cnn", rng)
+    model.compile("adam", "mse")
+    model_file = tmp_path / "cnn.fnet"
+    model.save(model_file)
+    out = tmp_path / "cnn.onnx"
+    result = _cli(model_file, out, "--opset", 18, "--no-fuse")
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout and "opset 18" in result.stdout
+    proto = onnx.load(str(out))
+    assert proto.opset_import[0].version == 18
+    assert "BatchNormalization" in {n.op_type for n in proto.graph.node}
+    x = make_input(shape, 3, rng)
+    np.testing.assert_allclose(run_onnx(out, x), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    result = _cli(model_file, out)
+    assert result.returncode == 0 and "BatchNormalization" not in {n.op_type for n in onnx.load(str(out)).graph.node}
+
+
+def test_command_line_errors(tmp_path):
+    result = _cli(tmp_path / "missing.fnet", tmp_path / "out.onnx")
+    assert result.returncode == 1 and "fusenet.onnx: error:" in result.stderr and "No such file" in result.stderr
+    result = _cli(tmp_path / "missing.fnet", tmp_path / "out.onnx", "--opset", "x")
+    assert result.returncode == 2
+    assert not (tmp_path / "out.onnx").exists()
