@@ -329,6 +329,8 @@ def test_report_explains_refusals(rng):
     assert "'softmax', which is not element-wise" in str(rep) and not rep.fused
 
     assert "normalises axis 0, not -1" in str(report([layers.LayerNormalization(axis=0), layers.Dense(3)]))
+    rep = report([layers.LayerNormalization(), layers.Dense(3, activity_regularizer="l2")])
+    assert "has an activity_regularizer, which needs the layer's own output" in str(rep) and not rep.fused
 
 
 def test_unbuilt_layers_fuse_and_build_on_first_call(rng):

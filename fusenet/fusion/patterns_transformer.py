@@ -12,7 +12,8 @@ pattern name                   run of layers                                   f
 Conditions (a refused run is left untouched and :func:`fusenet.fusion.report` says why): the
 LayerNormalization normalises the last axis only (``rms_scaling``, ``center=False`` and
 ``scale=False`` are supported); the MultiHeadAttention was not built for cross-attention (inputs of
-different widths); the encoder block's feed-forward activation is element-wise. The two-input
+different widths); the encoder block's feed-forward activation is element-wise; no layer of the
+run has an activity regularizer (it needs the layer's own output, which a fused run never forms). The two-input
 :class:`~fusenet.fusion.FusedDenseResidualLayerNorm` has no sequence pattern (a Sequential passes
 one array from layer to layer); it is used directly and inside the fused encoder block.
 """
@@ -34,19 +35,26 @@ SELF_ATTENTION = LayerSpec(MultiHeadAttention, label="MultiHeadAttention")
 ENCODER_BLOCK = LayerSpec(TransformerEncoderBlock, label="TransformerEncoderBlock")
 
 
+def _activity_reason(run):
+    for layer in run:
+        if layer.activity_regularizer is not None:
+            return f"{layer.describe()} has an activity_regularizer, which needs the layer's own output"
+    return None
+
+
 def _layernorm_dense_condition(run, training):
-    return layernorm_condition(run[0], f"{run[0].describe()}")
+    return _activity_reason(run) or layernorm_condition(run[0], f"{run[0].describe()}")
 
 
 def _attention_condition(run, training):
-    return attention_condition(run[0])
+    return _activity_reason(run) or attention_condition(run[0])
 
 
 def _block_condition(run, training):
     fn = run[0].activation
     if not getattr(fn, "elementwise", False):
         return f"{run[0].describe()} uses the activation {fn.name!r}, which is not element-wise"
-    return None
+    return _activity_reason(run)
 
 
 def _make(cls):
