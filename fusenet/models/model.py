@@ -347,20 +347,23 @@ class Model:
     def _regularization_loss(self, layers) -> float:
         return float(sum(layer.regularization_loss() for layer in layers))
 
+    def _loss_value_and_gradient(self, y, y_pred, sample_weight):
+        """``(reduced loss, dloss/dy_pred in y_pred's dtype)``, in one pass where the loss offers it."""
+        value_and_gradient = getattr(self.loss, "value_and_gradient", None)
+        if value_and_gradient is not None:
+            value, dy = value_and_gradient(y, y_pred, sample_weight=sample_weight)
+        else:
+            value = self.loss(y, y_pred, sample_weight=sample_weight)
+            dy = self.loss.gradient(y, y_pred, sample_weight=sample_weight)
+        return _reduced(value), (dy if dy.dtype == y_pred.dtype else dy.astype(y_pred.dtype))
+
     def _train_step(self, x, y, sample_weight) -> None:
         layers = self._all_layers()
         for layer in layers:
             layer.zero_grad()
         y_pred = self._forward(x, training=True)
-        value_and_gradient = getattr(self.loss, "value_and_gradient", None)
-        if value_and_gradient is not None:  # one pass through the loss instead of two
-            value, dy = value_and_gradient(y, y_pred, sample_weight=sample_weight)
-        else:
-            value = self.loss(y, y_pred, sample_weight=sample_weight)
-            dy = self.loss.gradient(y, y_pred, sample_weight=sample_weight)
-        loss = _reduced(value) + self._regularization_loss(layers)
-        if dy.dtype != y_pred.dtype:
-            dy = dy.astype(y_pred.dtype)
+        value, dy = self._loss_value_and_gradient(y, y_pred, sample_weight)
+        loss = value + self._regularization_loss(layers)
         self._backward(dy)
         for layer in layers:
             layer.add_regularization_gradients()
@@ -410,9 +413,16 @@ class Model:
 
         The logs hold ``loss`` (epoch mean weighted by batch size, regularization included), the
         metric names, and ``val_loss``/``val_<metric>`` when there is validation data.
+
+        With a full-batch or derivative-free optimizer (``LBFGS``, ``BFGS``, ..., ``DifferentialEvolution``,
+        ...; ``optimizer.full_batch``), ``batch_size`` must be None (or cover the whole data set): each
+        optimizer iteration is one epoch of one step, and the run lasts up to ``optimizer.max_iter``
+        iterations (``epochs`` is not used); see :meth:`_fit_full_batch`.
         """
         owner = f"{self.describe()}.fit"
         self._assert_compiled(owner)
+        full_batch = _optimizers.is_full_batch(self.optimizer)
+        requested_batch_size = batch_size
         batch_size = _data.check_batch_size(batch_size, owner)
         val_batch_size = _data.check_batch_size(validation_batch_size or batch_size, owner)
         verbose = _data.check_verbose(verbose, owner)
@@ -436,6 +446,9 @@ class Model:
             sw = _data.class_weight_to_sample_weights(y, class_weight, owner)
 
         n = x.shape[0]
+        if full_batch:  # one optimizer iteration = one epoch of one step over all the samples
+            _optimizers.check_batch_size(self.optimizer, requested_batch_size, n, owner)
+            batch_size, epochs = n, initial_epoch + self.optimizer.max_iter
         slices = _data.batch_slices(n, batch_size)
         cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                       verbose=verbose, epochs=epochs, steps=len(slices))
@@ -447,6 +460,9 @@ class Model:
             initial_epoch = self._initial_epoch
         self._initial_epoch = None
         training_logs = None
+        if full_batch:
+            training_logs = self._fit_full_batch(x, y, sw, val, val_batch_size, validation_freq, initial_epoch, cbs)
+            epochs = initial_epoch  # the loop below is for gradient optimizers
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
@@ -469,6 +485,61 @@ class Model:
         cbs.on_train_end(training_logs)
         self.history = cbs.history
         return cbs.history
+
+    def _fit_full_batch(self, x, y, sw, val, val_batch_size, validation_freq, initial_epoch, cbs):
+        """Train with a full-batch or derivative-free optimizer (``optimizer.full_batch``).
+
+        The optimizer minimises the full-batch loss as a function of the flat parameter vector
+        (:mod:`fusenet.optimizers.flat`); each of its iterations is one epoch of one step for the
+        callbacks, the progress bar and the History (logs: ``loss``, the metrics at the current
+        weights, ``nfev`` = loss evaluations so far, ``val_*``). The run stops after
+        ``optimizer.max_iter`` iterations, on the optimizer's own convergence rule, or when a callback
+        sets ``stop_training``. Gradient optimizers see the training-mode loss and gradients;
+        derivative-free ones the inference-mode loss (deterministic: no dropout noise). Weight
+        constraints are applied once, to the final weights. Returns the last epoch's logs.
+        """
+        layers = self._all_layers()
+
+        def forward_backward():  # _train_step without the update
+            for layer in layers:
+                layer.zero_grad()
+            y_pred = self._forward(x, training=True)
+            value, dy = self._loss_value_and_gradient(y, y_pred, sw)
+            loss = value + self._regularization_loss(layers)
+            self._backward(dy)
+            for layer in layers:
+                layer.add_regularization_gradients()
+            return loss
+
+        def forward_loss():
+            y_pred = self._forward(x, training=False)
+            return _reduced(self.loss(y, y_pred, sample_weight=sw)) + self._regularization_loss(layers)
+
+        objective = _optimizers.make_objective(layers, forward_backward=forward_backward, forward_loss=forward_loss)
+        last = {"logs": None}
+
+        def on_iteration(info):  # the layers hold info.x
+            epoch = initial_epoch + info.iteration - 1
+            self.reset_metrics()
+            cbs.on_epoch_begin(epoch)
+            cbs.on_train_batch_begin(0)
+            self._loss_tracker.update(info.fun, x.shape[0])
+            if self._metric_specs or self._weighted_metric_specs:
+                self._update_metrics(y, self._forward(x, training=False), sw)
+            logs = self._logs()
+            logs["nfev"] = info.nfev
+            cbs.on_train_batch_end(0, logs)
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._run_evaluation(*val, val_batch_size, cbs)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            cbs.on_epoch_end(epoch, logs)
+            last["logs"] = logs
+            return self.stop_training
+
+        self.optimizer.minimize(objective, callback=on_iteration)
+        for layer in layers:
+            layer.apply_constraints()
+        return last["logs"]
 
     # ------------------------------------------------------------ evaluate
     def _run_evaluation(self, x, y, sw, batch_size, cbs) -> dict:
