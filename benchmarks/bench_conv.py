@@ -11,10 +11,12 @@ Sizes of the reference cnn (``/work/shared/BENCHMARKS.md``): batch 64, 3x3 "same
 - torch: ``torch.nn.functional.conv2d`` (NCHW, ``torch.set_num_threads(2)``), forward under
   ``torch.inference_mode()``, backward = ``torch.autograd.grad`` for input and weight.
 
-Run ``pytest benchmarks/bench_conv.py --benchmark-only`` (GFLOP/s and ratios in ``extra_info``), or
-``python benchmarks/bench_conv.py [rounds]`` for a table from interleaved rounds (each round runs every
-operation once; the table reports the fastest round of each operation, which is the most robust
-statistic on a shared machine, and the median next to it).
+Run ``pytest benchmarks -k conv2d --benchmark-only`` (grouped per size and direction, fusenet next to
+torch; GFLOP/s, the same-shape GEMM's GFLOP/s and the ratio, from interleaved rounds, in
+``extra_info``: add ``--benchmark-json=out.json`` to keep them), or ``python benchmarks/bench_conv.py
+[rounds]`` for a table from interleaved rounds (each round runs every operation once; the table
+reports the fastest round of each operation, the most robust statistic on a shared machine, and the
+median next to it).
 """
 
 from __future__ import annotations
@@ -144,62 +146,70 @@ def summarize(case: Case, times: dict) -> dict:
 
 
 # ---------------------------------------------------------------- pytest-benchmark
-_CACHE: dict = {}
+_CASES: dict = {}
 
 
-def _case_and_baseline(name):
-    if name not in _CACHE:
-        case = Case(**CONFIGS[name])
-        _CACHE[name] = (case, summarize(case, measure(case, rounds=7)))
-    return _CACHE[name]
+def _case(name) -> Case:
+    if name not in _CASES:
+        _CASES[name] = Case(**CONFIGS[name])
+    return _CASES[name]
 
 
-def _run(benchmark, name, op, setup=None):
+_METHODS = {"conv_fwd": "conv_forward", "conv_bwd": "conv_backward", "torch_fwd": "torch_forward",
+            "torch_bwd": "torch_backward"}
+
+
+def _run(benchmark, name, op):
+    """Time ``op`` with pytest-benchmark, then put GFLOP/s and the ratio to the same-shape GEMM,
+    from interleaved rounds measured right after, into ``extra_info``."""
     import pytest
 
-    case, base = _case_and_baseline(name)
     if op.startswith("torch") and torch is None:
         pytest.skip("torch is not installed")
-    if setup is not None:
-        setup(case)
+    case = _case(name)
+    case.prepare_backward()
     time.sleep(0.3)  # let the other library's worker threads stop spinning (see measure)
-    fn = getattr(case, {"conv_fwd": "conv_forward", "conv_bwd": "conv_backward", "torch_fwd": "torch_forward",
-                        "torch_bwd": "torch_backward"}[op])
-    benchmark.pedantic(fn, rounds=10, iterations=1, warmup_rounds=2)
-    flops = case.flops * (2 if op.endswith("bwd") else 1)
-    t = benchmark.stats.stats.min
-    kind = "fwd" if op.endswith("fwd") else "bwd"
-    gemm_gflops = base[f"gemm_{kind}_gflops"]
-    gflops = flops / t / 1e9
+    benchmark.pedantic(getattr(case, _METHODS[op]), rounds=10, iterations=1, warmup_rounds=2)
+    kind = op[-3:]
+    flops = case.flops * (2 if kind == "bwd" else 1)
+    gemm = case.gemm_forward if kind == "fwd" else case.gemm_backward
+    if op.startswith("torch"):
+        gemm_times = _interleaved({"gemm": gemm}, 7)
+        ratio = min(gemm_times["gemm"]) / benchmark.stats.stats.min
+    else:
+        times = _interleaved({"op": getattr(case, _METHODS[op]), "gemm": gemm}, 7)
+        gemm_times = times
+        ratio = min(times["gemm"]) / min(times["op"])
     benchmark.extra_info.update({
-        "config": name, "gflops": round(gflops, 1), "gemm_gflops_same_shapes": gemm_gflops,
-        "ratio_to_gemm": round(gflops / gemm_gflops, 3),
-        "interleaved_summary": base,
+        "config": name,
+        "gflops": round(flops / benchmark.stats.stats.min / 1e9, 1),
+        "gemm_gflops_same_shapes": round(flops / min(gemm_times["gemm"]) / 1e9, 1),
+        "ratio_to_gemm": round(ratio, 3),
     })
-
-
-def _ids(name):
-    return name
 
 
 def pytest_generate_tests(metafunc):  # pragma: no cover - collection hook
     if "config_name" in metafunc.fixturenames:
-        metafunc.parametrize("config_name", list(CONFIGS), ids=_ids)
+        metafunc.parametrize("config_name", list(CONFIGS))
 
 
 def test_conv2d_forward(benchmark, config_name):
+    benchmark.group = f"conv2d forward {config_name}"
     _run(benchmark, config_name, "conv_fwd")
 
 
 def test_conv2d_backward(benchmark, config_name):
-    _run(benchmark, config_name, "conv_bwd", setup=Case.prepare_backward)
+    benchmark.group = f"conv2d backward {config_name}"
+    _run(benchmark, config_name, "conv_bwd")
 
 
 def test_torch_conv2d_forward(benchmark, config_name):
+    benchmark.group = f"conv2d forward {config_name}"
     _run(benchmark, config_name, "torch_fwd")
 
 
 def test_torch_conv2d_backward(benchmark, config_name):
+    benchmark.group = f"conv2d backward {config_name}"
     _run(benchmark, config_name, "torch_bwd")
 
 

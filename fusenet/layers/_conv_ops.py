@@ -379,10 +379,9 @@ def _gemm_weight_grad(col2: np.ndarray, dy2: np.ndarray, dw: np.ndarray) -> None
 
 
 # ---------------------------------------------------------------- convolution
-def _check_kernel(x, kernel, groups):
-    if kernel.dtype != x.dtype:
-        kernel = kernel.astype(x.dtype)
-    return kernel
+def _same_dtype(x, kernel):
+    """``kernel`` in ``x``'s dtype (the arithmetic never leaves the input dtype)."""
+    return kernel if kernel.dtype == x.dtype else kernel.astype(x.dtype)
 
 
 def conv_forward(x: np.ndarray, kernel: np.ndarray, geom: ConvGeometry, groups: int = 1, bias=None,
@@ -394,7 +393,7 @@ def conv_forward(x: np.ndarray, kernel: np.ndarray, geom: ConvGeometry, groups: 
     when given, is applied in place to each finished output chunk while it is in cache (after the
     bias), e.g. a fused batch-norm scale and activation.
     """
-    kernel = _check_kernel(x, kernel, groups)
+    kernel = _same_dtype(x, kernel)
     batch, channels, filters = x.shape[0], x.shape[-1], kernel.shape[-1]
     if xp is None:
         xp = pad_input(np.ascontiguousarray(x), geom)
@@ -440,7 +439,7 @@ def conv_backward(xp: np.ndarray, dy: np.ndarray, kernel: np.ndarray, geom: Conv
     ``dy.sum`` over all but the last axis, is the caller's). Per chunk: ``dkernel += col^T @ dy``,
     ``dcol = dy @ kernel^T`` (tap-major) and :func:`col2im`.
     """
-    kernel = _check_kernel(dy, kernel, groups)
+    kernel = _same_dtype(dy, kernel)
     batch, filters = dy.shape[0], dy.shape[-1]
     channels = kernel.shape[-2] * groups
     dy = np.ascontiguousarray(dy)
@@ -514,7 +513,7 @@ def conv_transpose_backward(x: np.ndarray, dy: np.ndarray, kernel: np.ndarray, g
 
     ``dx = conv_forward(dy, kernel)``; ``dkernel[k] += col(dy)[:, k]^T @ x``.
     """
-    kernel = _check_kernel(dy, kernel, 1)
+    kernel = _same_dtype(dy, kernel)
     batch, filters = dy.shape[0], dy.shape[-1]
     channels = kernel.shape[-1]
     dyp = pad_input(np.ascontiguousarray(dy), geom)
@@ -563,7 +562,7 @@ def depthwise_forward(xp: np.ndarray, kernel: np.ndarray, geom: ConvGeometry) ->
     channel would have inner dimension ``prod(K)`` only, so this is one broadcast multiply-add per
     kernel tap on strided slices, over cache-sized chunks of samples.
     """
-    kernel = _check_kernel(xp, kernel, 1)
+    kernel = _same_dtype(xp, kernel)
     batch, channels = xp.shape[0], xp.shape[-1]
     mult = kernel.shape[-1]
     y = np.empty((batch,) + geom.out_sizes + (channels, mult), dtype=xp.dtype)
@@ -591,7 +590,7 @@ def depthwise_backward(xp, dy: np.ndarray, kernel: np.ndarray, geom: ConvGeometr
     ``dkernel[k, c, j] = sum x_k[.., c] * dy[.., c, j]`` and ``dx[slice_k] += sum_j dy[.., c, j] * kernel[k, c, j]``
     (clipped slices, so padding positions are dropped).
     """
-    kernel = _check_kernel(dy, kernel, 1)
+    kernel = _same_dtype(dy, kernel)
     batch = dy.shape[0]
     channels, mult = kernel.shape[-2], kernel.shape[-1]
     dy = np.ascontiguousarray(dy).reshape(dy.shape[:-1] + (channels, mult))
