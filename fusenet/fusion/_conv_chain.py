@@ -1,0 +1,196 @@
+"""Fused chains of convolution stages: Conv-BN-activation, Conv-BN-ReLU-MaxPool and the
+depthwise-separable (MobileNet) block. The arithmetic of a stage is in :mod:`._conv_stage`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..layers import _conv_ops as ops
+from ..layers import _pool_ops as pool_ops
+from ..layers._conv_args import checked_geometry
+from ..layers.pooling import MaxPooling1D, MaxPooling2D, MaxPooling3D
+from .base import FusedLayer
+from ._conv_stage import act_epilogue, as_rows, parse_stages
+
+__all__ = ["FusedConvBNActivation", "FusedConvBNActivationPool", "FusedDepthwiseSeparableBNActivation"]
+
+
+class _FusedConvChain(FusedLayer):
+    """A chain of conv stages (``conv [-> BN] [-> activation]``, in the order of the source layers).
+
+    Inference runs each stage on its folded kernel and bias with the activation as the conv's
+    in-place epilogue; training runs the stages on the source parameters (batch statistics) and
+    the backward runs them in reverse, each with one gradient buffer. Subclasses check the shape
+    of the chain and may replace the inference path.
+    """
+
+    def __init__(self, layers, **kwargs):
+        super().__init__(layers, **kwargs)
+        self.stages = parse_stages(self._stage_layers(), self._owner())
+        self._check_chain()
+
+    def _owner(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    def _stage_layers(self):
+        return self.source_layers
+
+    def _check_chain(self) -> None:  # pragma: no cover - every subclass overrides
+        pass
+
+    # ------------------------------------------------------------ inference
+    def _fold(self):
+        return [stage.fold() for stage in self.stages]
+
+    def _inference(self, x):
+        for stage, (kernel, bias) in zip(self.stages, self.folded()):
+            x = stage.infer(x, kernel, bias)
+        return x
+
+    # ------------------------------------------------------------ forward and backward
+    def forward(self, x, training=False):
+        if not training:
+            self._save_for_backward(False)
+            return self._inference(x)
+        caches = []
+        for stage in self.stages:
+            x, cache = stage.forward_train(x)
+            caches.append(cache)
+        self._save_for_backward(True, caches)
+        return x
+
+    def backward(self, dy):
+        (caches,) = self._saved()
+        own = False
+        for stage, cache in zip(reversed(self.stages), reversed(caches)):
+            dy = stage.backward(dy, cache, own)
+            own = True
+        return dy
+
+
+class FusedConvBNActivation(_FusedConvChain):
+    """Pattern ``Conv1D/Conv2D/Conv3D/DepthwiseConv2D -> [BatchNormalization] -> [activation]``.
+
+    Any strides, padding, dilation, groups and bias; the conv's own activation must be linear when
+    a BatchNormalization or an activation layer follows; the BN normalises the channels axis.
+    ``(batch, *spatial, in)`` -> ``(batch, *out_spatial, filters)``.
+
+    Inference: the BN is folded into the kernel and bias once
+    (``kernel' = kernel * s``, ``bias' = (bias - moving_mean) * s + beta``, ``s = gamma / sqrt(var + eps)``);
+    one conv (im2col GEMMs over cache-sized chunks) with the bias and the activation applied in place
+    on each output chunk. Training: the conv's epilogue gathers the batch statistics, one blocked pass
+    normalises and activates, one fused backward (activation derivative, BN backward, conv backward).
+    """
+
+    pattern = "Conv1D/Conv2D/Conv3D/DepthwiseConv2D -> [BatchNormalization] -> [activation]"
+
+    def _check_chain(self):
+        kinds = [stage.op.kind for stage in self.stages]
+        if kinds not in (["conv"], ["depthwise"]) or len(self.source_layers) > 3:
+            raise ValueError(f"{self._owner()}: expected one Conv1D/2D/3D or DepthwiseConv2D, optionally followed by a "
+                             f"BatchNormalization and an activation. Received: {self.describe_fusion()}")
+
+
+class FusedConvBNActivationPool(_FusedConvChain):
+    """Pattern ``Conv -> [BatchNormalization] -> ReLU -> MaxPooling1D/2D/3D`` (any pool size, strides, padding).
+
+    ReLU is non-decreasing, so ``maxpool(relu(y)) = relu(maxpool(y))``: the fused layer pools the
+    BN output first and applies ReLU to the pooled map only. Gradients are those of the unfused
+    run: where a window's maximum is not positive, ReLU's derivative is 0 for every element of it.
+    Inference: the conv on folded weights, the pool, ReLU in place on the pooled map. Training: the
+    conv stage with batch statistics (without its activation), the pool, ReLU on the pooled map; the
+    backward routes ``dy * (pooled > 0)`` to each window's arg-max and runs the fused BN and conv backward.
+    """
+
+    pattern = "Conv -> [BatchNormalization] -> ReLU -> MaxPooling"
+
+    def _stage_layers(self):
+        return self.source_layers[:-1]
+
+    def _check_chain(self):
+        pool = self.source_layers[-1]
+        stage = self.stages[0] if len(self.stages) == 1 else None
+        if (stage is None or stage.op.kind not in ("conv", "depthwise") or not stage.relu
+                or not isinstance(pool, (MaxPooling1D, MaxPooling2D, MaxPooling3D))):
+            raise ValueError(f"{self._owner()}: expected a convolution, optionally a BatchNormalization, a plain ReLU and "
+                             f"a MaxPooling layer. Received: {self.describe_fusion()}")
+        if pool.rank != len(stage.op.layer.kernel_size):
+            raise ValueError(f"{self._owner()}: {pool.describe()} pools {pool.rank} spatial axes but "
+                             f"{stage.op.describe()} has {len(stage.op.layer.kernel_size)}.")
+        self.pool = pool
+        stage.act, stage.relu = None, False  # ReLU runs after the pool
+
+    def _pool_geometry(self, shape):
+        pool = self.pool
+        return checked_geometry(pool, shape, pool.pool_size, pool.strides, (1,) * pool.rank, pool.padding, what="pool")
+
+    def _inference(self, x):
+        ((kernel, bias),) = self.folded()
+        y = self.stages[0].infer(x, kernel, bias, epilogue=None)
+        p = pool_ops.max_pool_forward(y, self._pool_geometry(y.shape))
+        return np.maximum(p, 0, out=p)
+
+    def forward(self, x, training=False):
+        if not training:
+            self._save_for_backward(False)
+            return self._inference(x)
+        y, cache = self.stages[0].forward_train(x)
+        geom = self._pool_geometry(y.shape)
+        pooled = pool_ops.max_pool_forward(y, geom)
+        self._save_for_backward(True, cache, geom, y, pooled)
+        return np.maximum(pooled, 0)
+
+    def backward(self, dy):
+        cache, geom, y, pooled = self._saved()
+        gp = np.multiply(dy, pooled > 0, dtype=pooled.dtype)
+        gy = pool_ops.max_pool_backward(gp, y, pooled, geom)
+        return self.stages[0].backward(gy, cache, own=True)
+
+
+class FusedDepthwiseSeparableBNActivation(_FusedConvChain):
+    """The MobileNet block: ``DepthwiseConv2D -> BatchNormalization -> activation -> Conv2D 1x1 ->
+    BatchNormalization [-> activation]``, or ``SeparableConv2D -> [BatchNormalization] -> [activation]``.
+
+    ``(batch, h, w, in)`` -> ``(batch, oh, ow, filters)``. Inference: both BNs folded (into the
+    depthwise kernel and into the 1x1 kernel); cache-sized groups of samples run the depthwise conv
+    (bias and activation in place) and, while its output is in cache, the 1x1 GEMM (bias and
+    activation in place): the intermediate map never exists whole. Training: two fused stages.
+    """
+
+    pattern = "DepthwiseConv2D -> BN -> activation -> Conv2D 1x1 -> BN [-> activation] (or SeparableConv2D -> BN -> activation)"
+
+    def _check_chain(self):
+        ok = len(self.stages) == 2 and self.stages[0].op.kind == "depthwise"
+        if ok:
+            op = self.stages[1].op
+            layer = op.layer
+            ok = op.kind == "pointwise" or (
+                op.kind == "conv" and layer.rank == 2 and layer.kernel_size == (1, 1) and layer.strides == (1, 1)
+                and layer.groups == 1)
+        if not ok:
+            raise ValueError(f"{self._owner()}: expected DepthwiseConv2D [-> BatchNormalization] [-> activation] -> Conv2D "
+                             "1x1 (stride 1, groups 1) [-> BatchNormalization] [-> activation], or SeparableConv2D "
+                             f"[-> BatchNormalization] [-> activation]. Received: {self.describe_fusion()}")
+
+    def _inference(self, x):
+        (k1, b1), (k2, b2) = self.folded()
+        first, second = self.stages
+        xv, geom, groups = first.op.prepare(x)
+        xv = np.ascontiguousarray(xv)
+        batch, mid, filters = x.shape[0], k1.shape[-1], k2.shape[-1]
+        w2 = k2.reshape(mid, filters)
+        y = np.empty((batch,) + geom.out_sizes + (filters,), dtype=x.dtype)
+        ep1, ep2 = act_epilogue(first.act), act_epilogue(second.act)
+        per_sample = math.prod(geom.out_sizes) * mid * x.dtype.itemsize
+        step = max(1, (ops.CHUNK_BYTES // 4) // max(1, per_sample))
+        for n0 in range(0, batch, step):
+            h = ops.conv_forward(xv[n0:n0 + step], k1, geom, groups, bias=b1, epilogue=ep1)
+            y2 = as_rows(y[n0:n0 + step])
+            np.matmul(as_rows(h), w2, out=y2)
+            if b2 is not None:
+                y2 += b2
+            if ep2 is not None:
+                ep2(y2)
+        return y

@@ -1,0 +1,137 @@
+"""The ResNet basic block as one fused layer: ``Residual(Conv-BN-ReLU-Conv-BN, shortcut) -> ReLU``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers import _conv_ops as ops
+from ..layers.composite import Residual
+from ..layers.merging import Add
+from .base import FusedLayer
+from .dense import activation_of
+from ._conv_stage import act_epilogue, activation_grad, add_and_activate, as_rows, parse_stages, placed_epilogue
+
+__all__ = ["FusedResidualConvBlock", "residual_block_problem"]
+
+
+def residual_block_problem(block) -> str | None:
+    """Why ``block`` is not a fusable basic block (``None`` when it is): a ``Residual`` with an
+    ``Add`` merge, a body ``conv [-> BN] -> activation -> conv [-> BN]`` and a shortcut that is the
+    identity or ``conv [-> BN]``, every conv a Conv1D/2D/3D, DepthwiseConv2D or SeparableConv2D."""
+    if not isinstance(block, Residual):
+        return f"{block.describe()} is not a Residual"
+    if type(block.merge) is not Add:
+        return f"{block.describe()} merges with {type(block.merge).__name__}, not Add"
+    try:
+        body = parse_stages(block.body, block.describe())
+        short = parse_stages(block.shortcut, block.describe())
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    if any(stage.op.kind == "dense" for stage in body + short):
+        return f"{block.describe()} holds Dense layers, not convolutions"
+    if len(body) != 2 or body[0].act is None or body[1].act is not None:
+        return (f"the body of {block.describe()} is not conv [-> BN] -> activation -> conv [-> BN] "
+                f"(received {[type(layer).__name__ for layer in block.body]})")
+    if len(short) > 1 or (short and short[0].act is not None):
+        return (f"the shortcut of {block.describe()} is not the identity or conv [-> BN] "
+                f"(received {[type(layer).__name__ for layer in block.shortcut]})")
+    return None
+
+
+class FusedResidualConvBlock(FusedLayer):
+    """Pattern ``Residual([Conv, BN, ReLU, Conv, BN], shortcut=None | [Conv 1x1, BN]) -> ReLU``:
+    the ResNet basic block as one layer (any element-wise activations, BNs optional, any conv geometry).
+
+    ``y = act(BN2(conv2(act1(BN1(conv1(x))))) + shortcut(x))``, ``shortcut(x) = x`` or ``BN_s(conv_s(x))``.
+
+    Inference: the three BNs folded into their kernels; the shortcut is computed first, then the
+    second conv runs with an epilogue that adds the shortcut's matching chunk and applies the final
+    activation in place while the chunk is in cache. Training: fused stages with batch statistics;
+    the add and the final ReLU in place on the second stage's output; the backward computes the
+    ReLU derivative once and sends it to the body and to the shortcut.
+    """
+
+    pattern = "Residual(Conv -> BN -> ReLU -> Conv -> BN [+ Conv -> BN shortcut]) -> ReLU"
+
+    def __init__(self, layers, **kwargs):
+        super().__init__(layers, **kwargs)
+        owner = f"{type(self).__name__}(name={self.name!r})"
+        src = self.source_layers
+        if len(src) != 2 or not isinstance(src[0], Residual) or activation_of(src[1]) is None:
+            raise TypeError(f"{owner}: expected [Residual, activation layer]. Received: {self.describe_fusion()}")
+        problem = residual_block_problem(src[0])
+        if problem:
+            raise ValueError(f"{owner}: {problem}.")
+        self.block = src[0]
+        self.body = parse_stages(self.block.body, owner)
+        self.shortcut = parse_stages(self.block.shortcut, owner)
+        self.act = activation_of(src[1])
+        if self.act.name == "linear":
+            self.act = None
+
+    # ------------------------------------------------------------ inference
+    def _fold(self):
+        return [stage.fold() for stage in self.body + self.shortcut]
+
+    def _shortcut_infer(self, x, folded):
+        if not self.shortcut:
+            return x
+        kernel, bias = folded[2]
+        return self.shortcut[0].infer(x, kernel, bias, epilogue=None)
+
+    def _check_merge(self, y_shape, s_shape):
+        if tuple(y_shape) != tuple(s_shape):
+            raise ValueError(f"{self.describe()}: the body gives shape {tuple(y_shape)} but the shortcut gives "
+                             f"{tuple(s_shape)}; Add needs equal shapes.")
+
+    def _inference(self, x):
+        folded = self.folded()
+        first, second = self.body
+        s = self._shortcut_infer(x, folded)
+        h = first.infer(x, *folded[0])
+        hv, geom, groups = second.op.prepare(h)
+        out_shape = (h.shape[0],) + geom.out_sizes + (folded[1][0].shape[-1],)
+        self._check_merge(out_shape, s.shape)
+        act = act_epilogue(self.act)
+
+        def add_shortcut(chunk, n0, n1, r0, r1):
+            chunk += s[n0:n1, r0:r1]
+            if act is not None:
+                act(chunk)
+
+        epilogue, placed = placed_epilogue(out_shape, add_shortcut)
+        y = ops.conv_forward(np.ascontiguousarray(hv), folded[1][0], geom, groups, bias=folded[1][1], epilogue=epilogue)
+        if not placed():
+            add_shortcut(y, 0, y.shape[0], 0, y.shape[1])
+        return y
+
+    # ------------------------------------------------------------ training
+    def forward(self, x, training=False):
+        if not training:
+            self._save_for_backward(False)
+            return self._inference(x)
+        first, second = self.body
+        h, c1 = first.forward_train(x)
+        y, c2 = second.forward_train(h)
+        if self.shortcut:
+            s, cs = self.shortcut[0].forward_train(x)
+        else:
+            s, cs = x, None
+        self._check_merge(y.shape, s.shape)
+        pre, post = add_and_activate(as_rows(y), as_rows(np.ascontiguousarray(s)), self.act)
+        self._save_for_backward(True, c1, c2, cs, pre, post)
+        return post.reshape(y.shape)
+
+    def backward(self, dy):
+        c1, c2, cs, pre, post = self._saved()
+        first, second = self.body
+        dy2 = as_rows(np.ascontiguousarray(dy, dtype=c2.xp.dtype))
+        g2, owned = activation_grad(self.act, pre, post, dy2, own=False)
+        # the body first, without overwriting g: the shortcut needs it afterwards
+        dz2 = second.bn_backward(g2, c2, own=False)
+        dx = first.backward(second.conv_backward(dz2, c2), c1, own=True)
+        if self.shortcut:
+            dx += self.shortcut[0].backward(g2.reshape(c2.conv_shape), cs, own=owned)
+        else:
+            dx += g2.reshape(dx.shape)
+        return dx

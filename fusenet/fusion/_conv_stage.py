@@ -1,0 +1,467 @@
+"""Private machinery of the fused convolution family: one *stage* is a weighted layer seen as a
+convolution, then an optional BatchNormalization, then an optional element-wise activation.
+
+Every fused conv layer is a chain of stages (plus a pool, a shortcut or an input fold):
+
+- **Inference** runs :func:`~fusenet.layers._conv_ops.conv_forward` on the *folded* kernel and bias
+  (BatchNorm folded once by :func:`~fusenet.fusion.folding.fold_batchnorm`), with the activation as
+  the conv's epilogue: applied in place on each output chunk while it is in cache.
+- **Training** keeps the original parameters and reproduces the unfused run bit for bit: the
+  BatchNormalization statistics use the layer's own reductions (``bn._channels``: BLAS row sums on
+  a widened view), ``mean = sum(z) / m``, ``xc = z - mean`` (written over ``z``),
+  ``var = sum(xc^2) / m`` (biased), the moving statistics updated exactly as the layer does
+  (``moving = momentum * moving + (1 - momentum) * stat``), and one blocked pass computes
+  ``y = act(xc * k + beta)`` with ``inv = 1 / sqrt(var + epsilon)``, ``k = gamma * inv``. The unfused
+  run allocates four arrays here (``xc``, ``y``, ``y + beta`` in place, ``act(y)``), the fused one one.
+
+  The backward is one gradient buffer, then the conv backward:
+
+  - blocked: ``g = act'(dy)`` (ReLU: ``dy * (y > 0)``);
+  - ``dbeta = sum(g)``, ``s = sum(g * xc)`` (``dgamma = s * inv``);
+  - blocked, in place: ``dz = g * k + xc * a + b`` with ``a = -k * inv^2 * s / m`` and
+    ``b = -k * dbeta / m`` (BatchNormalization's ``dx = k * (g - dbeta / m - xhat * dgamma / m)``);
+  - :func:`~fusenet.layers._conv_ops.conv_backward` on ``dz`` (im2col GEMMs, col2im).
+
+  A frozen BatchNormalization (``trainable=False``) runs on its moving statistics in training too,
+  as the unfused layer does (``a = b = 0``, statistics unchanged).
+
+Element-wise passes treat arrays as ``(rows, channels)`` matrices and run in blocks of rows of about
+:data:`BLOCK_BYTES`, so that the chain of operations on one block stays in the L2 cache.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..layers import _conv_ops as ops
+from ..layers.base import check_input
+from ..layers.convolution import Conv1D, Conv2D, Conv3D, DepthwiseConv2D, SeparableConv2D
+from ..layers.core import Dense
+from ..layers.normalization import BatchNormalization
+from .dense import activation_of, is_plain_relu
+from .folding import fold_batchnorm
+
+__all__ = []  # private module
+
+#: bytes of one block of rows in the element-wise passes (a few blocks fit the 2 MB L2 together)
+BLOCK_BYTES = 1 << 18
+
+CONV_TYPES = (Conv1D, Conv2D, Conv3D)
+
+
+def as_rows(a: np.ndarray) -> np.ndarray:
+    """``a`` (channels last) as a ``(rows, channels)`` matrix (a view of a contiguous array)."""
+    return a.reshape(-1, a.shape[-1])
+
+
+def row_blocks(rows: int, cols: int, itemsize: int) -> list:
+    """Slices of about :data:`BLOCK_BYTES` over ``rows`` rows of ``cols`` values."""
+    step = max(1, BLOCK_BYTES // max(1, cols * itemsize))
+    return [slice(r, min(r + step, rows)) for r in range(0, rows, step)]
+
+
+def is_linear(fn) -> bool:
+    return fn is None or fn.name == "linear"
+
+
+def _relu_in_place(chunk: np.ndarray) -> None:
+    np.maximum(chunk, 0, out=chunk)
+
+
+def act_epilogue(fn):
+    """The in-place epilogue applying ``fn`` to an output chunk (``None`` for the identity)."""
+    if is_linear(fn):
+        return None
+    if is_plain_relu(fn):
+        return _relu_in_place
+
+    def apply(chunk):
+        chunk[...] = fn.forward(chunk)
+
+    return apply
+
+
+def placed_epilogue(out_shape, fn):
+    """An epilogue for :func:`conv_forward` that calls ``fn(chunk, n0, n1, r0, r1)``, where the
+    chunk is ``out[n0:n1, r0:r1]`` of the conv output of shape ``out_shape``.
+
+    The position is read off the chunk's address inside the output array (``conv_forward`` passes
+    views of it). Returns ``(epilogue, placed)``: ``placed()`` tells whether every chunk was placed;
+    when the layout is not the expected one the epilogue does nothing and the caller applies ``fn``
+    to the whole output (``fn(out, 0, batch, 0, rows)``).
+    """
+    total = math.prod(out_shape)
+    sample = math.prod(out_shape[1:])
+    row = math.prod(out_shape[2:])
+    state = {"placed": None}
+
+    def epilogue(chunk):
+        base = chunk.base
+        ok = (state["placed"] is not False and base is not None and base.base is None and base.size == total
+              and base.dtype == chunk.dtype and chunk.ndim == len(out_shape) and chunk.flags.c_contiguous
+              and base.flags.c_contiguous)
+        if ok:
+            offset, rest = divmod(chunk.ctypes.data - base.ctypes.data, chunk.itemsize)
+            ok = rest == 0 and 0 <= offset < total and offset % row == 0
+        if not ok:
+            if state["placed"]:
+                raise RuntimeError("fused conv epilogue: a chunk of the convolution output could not be placed")
+            state["placed"] = False
+            return
+        state["placed"] = True
+        n0, r0 = divmod(offset, sample)
+        r0 //= row
+        fn(chunk, n0, n0 + chunk.shape[0], r0, r0 + chunk.shape[1])
+
+    return epilogue, lambda: bool(state["placed"])
+
+
+# ---------------------------------------------------------------- a weighted layer as a convolution
+class ConvOp:
+    """A weighted layer seen as one convolution in ConvND layout.
+
+    ``kind``: ``"conv"`` (Conv1D/2D/3D, kernel ``(*K, Cin // groups, F)``), ``"depthwise"``
+    (DepthwiseConv2D or the depthwise half of SeparableConv2D: kernel ``(kh, kw, C, m)`` seen as
+    ``(kh, kw, 1, C * m)`` with ``groups = C``), ``"pointwise"`` (the 1x1 half of SeparableConv2D)
+    or ``"dense"`` (Dense over the last axis, seen as a 1x1 convolution over ``(rows, 1, in)``).
+    """
+
+    def __init__(self, layer, kind: str, kernel_name: str = "kernel", bias_name: str | None = "bias",
+                 own_activation: bool = True):
+        self.layer, self.kind = layer, kind
+        self.kernel_name, self.bias_name = kernel_name, bias_name
+        self.own_activation = own_activation
+
+    @staticmethod
+    def of(layer) -> list:
+        """The ops of ``layer`` (two for a SeparableConv2D), or ``[]`` when it is not a weighted conv."""
+        if isinstance(layer, SeparableConv2D):
+            return [ConvOp(layer, "depthwise", "depthwise_kernel", None, own_activation=False),
+                    ConvOp(layer, "pointwise", "pointwise_kernel", "bias")]
+        if isinstance(layer, DepthwiseConv2D):
+            return [ConvOp(layer, "depthwise", "depthwise_kernel")]
+        if isinstance(layer, CONV_TYPES):
+            return [ConvOp(layer, "conv")]
+        if isinstance(layer, Dense):
+            return [ConvOp(layer, "dense")]
+        return []
+
+    @property
+    def activation(self):
+        """The layer's own activation function when it belongs to this op (else ``None``)."""
+        fn = self.layer.activation if self.own_activation else None
+        return None if is_linear(fn) else fn
+
+    def kernel(self) -> np.ndarray:
+        """The kernel in ConvND layout (a view of the parameter)."""
+        k = self.layer._params[self.kernel_name]
+        if self.kind == "depthwise":
+            kh, kw, c, m = k.shape
+            return k.reshape(kh, kw, 1, c * m)
+        if self.kind == "dense":
+            return k.reshape((1,) + k.shape)
+        return k
+
+    def bias(self):
+        return None if self.bias_name is None else self.layer._params.get(self.bias_name)
+
+    def groups(self, channels: int) -> int:
+        if self.kind == "conv":
+            return self.layer.groups
+        return channels if self.kind == "depthwise" else 1
+
+    def prepare(self, x: np.ndarray):
+        """``(x_view, geometry, groups)``: the input as the convolution sees it."""
+        layer = self.layer
+        if self.kind == "dense":
+            check_input(layer, x.shape, layer.input_spec)
+            return x.reshape(-1, 1, x.shape[-1]), ops.ConvGeometry((1,), (1,), (1,), (1,), (1,), (0,)), 1
+        if self.kind == "pointwise":
+            sizes = tuple(x.shape[1:-1])
+            ones = (1,) * len(sizes)
+            return x, ops.ConvGeometry(sizes, sizes, ones, ones, ones, (0,) * len(sizes)), 1
+        check_input(layer, x.shape, layer.input_spec)
+        return x, layer._geometry(x.shape), self.groups(x.shape[-1])
+
+    def restore(self, y: np.ndarray, x_shape) -> np.ndarray:
+        """The conv output in the layer's output shape (only Dense reshapes)."""
+        if self.kind == "dense":
+            return y.reshape(tuple(x_shape[:-1]) + (y.shape[-1],))
+        return y
+
+    def add_grads(self, dkernel: np.ndarray, dz_rows: np.ndarray) -> None:
+        grads = self.layer._grads
+        grads[self.kernel_name] += dkernel.reshape(grads[self.kernel_name].shape)
+        if self.bias() is not None:
+            grads[self.bias_name] += dz_rows.sum(axis=0)
+
+    def describe(self) -> str:
+        return self.layer.describe()
+
+
+@dataclass
+class Norm:
+    """What the BatchNormalization of a stage used in a training forward."""
+
+    channels: object  # the layer's _Channels helper for this shape (reductions on a widened view)
+    inv: np.ndarray
+    batch: bool  # batch statistics (else the moving statistics of a frozen layer)
+
+
+@dataclass
+class StageCache:
+    """What a stage keeps from a training forward for its backward."""
+
+    xp: np.ndarray  # the padded conv input
+    geom: object
+    groups: int
+    x_shape: tuple
+    conv_shape: tuple  # the conv output as conv_forward gives it
+    xc: np.ndarray | None  # rows of z - mean (only with a BN)
+    norm: Norm | None
+    pre: np.ndarray | None  # activation input rows (only for activations other than ReLU)
+    post: np.ndarray | None  # activation output rows
+
+
+# ---------------------------------------------------------------- the stage
+class ConvStage:
+    """``act(BN(conv(x)))`` with ``bn`` and ``act`` optional (``act``: an element-wise ActivationFunction)."""
+
+    def __init__(self, op: ConvOp, bn: BatchNormalization | None = None, act=None):
+        self.op, self.bn = op, bn
+        self.act = None if is_linear(act) else act
+        self.relu = is_plain_relu(self.act)
+
+    # ------------------------------------------------------------ inference
+    def fold(self, kernel=None, bias=None):
+        """``(kernel, bias)`` with the BatchNormalization folded in (the op's own weights by default)."""
+        if kernel is None:
+            kernel, bias = self.op.kernel(), self.op.bias()
+        bn = self.bn
+        if bn is None:
+            return kernel, bias
+        gamma = bn._params["gamma"].reshape(-1) if bn.scale else None
+        beta = bn._params["beta"].reshape(-1) if bn.center else None
+        return fold_batchnorm(kernel, bias, gamma, beta, bn._state["moving_mean"].reshape(-1),
+                              bn._state["moving_variance"].reshape(-1), bn.epsilon)
+
+    def infer(self, x: np.ndarray, kernel: np.ndarray, bias, epilogue="act") -> np.ndarray:
+        """The stage at inference on folded weights; ``epilogue="act"`` applies the activation in place
+        per output chunk, ``None`` leaves the output before the activation, a callable replaces it."""
+        xv, geom, groups = self.op.prepare(x)
+        if isinstance(epilogue, str):
+            epilogue = act_epilogue(self.act)
+        y = ops.conv_forward(np.ascontiguousarray(xv), kernel, geom, groups, bias=bias, epilogue=epilogue)
+        return self.op.restore(y, x.shape)
+
+    # ------------------------------------------------------------ training forward
+    def forward_train(self, x: np.ndarray):
+        """``(y, cache)``: the stage on the source parameters, BN on batch statistics."""
+        op = self.op
+        xv, geom, groups = op.prepare(x)
+        xv = np.ascontiguousarray(xv)
+        xp = ops.pad_input(xv, geom)
+        zc = ops.conv_forward(xv, op.kernel(), geom, groups, bias=op.bias(), xp=xp)
+        z = op.restore(zc, x.shape)
+        z2 = as_rows(z)
+        act, pre, post, norm, xc = self.act, None, None, None, None
+        if self.bn is None:
+            y2 = z2
+            if self.relu:
+                _relu_blocks(z2)  # z itself is not needed by the backward
+                post = z2
+            elif act is not None:
+                pre, post = z2, act.forward(z2)
+                y2 = post
+        else:
+            norm, y2 = self._bn_forward(z, z2)
+            xc = z2
+            if self.relu:
+                post = y2
+            elif act is not None:
+                pre, post = y2, act.forward(y2)
+                y2 = post
+        cache = StageCache(xp, geom, groups, x.shape, zc.shape, xc, norm, pre, post)
+        return y2.reshape(z.shape), cache
+
+    def _bn_forward(self, z: np.ndarray, z2: np.ndarray):
+        """``(norm, y)``: BatchNormalization of ``z`` (``z`` becomes ``z - mean``), then ReLU when it is
+        the stage's activation; the arithmetic of :meth:`BatchNormalization.forward`, with one output array."""
+        bn = self.bn
+        chan = bn._channels(z.shape)
+        zw = chan.work(z)
+        gamma = bn._params["gamma"].reshape(-1) if bn.scale else None
+        beta = bn._params["beta"].reshape(-1) if bn.center else None
+        if bn.trainable:  # batch statistics
+            count = chan.count
+            mean = chan.sum(zw) * (1.0 / count)
+            zw -= chan.param(mean)
+            var = chan.sum_prod(zw, zw) * (1.0 / count)
+            momentum = bn.momentum
+            for key, stat in (("moving_mean", mean), ("moving_variance", var)):
+                moving = bn._state[key]
+                moving *= momentum
+                moving += (1.0 - momentum) * stat.reshape(moving.shape)
+            shift = beta
+        else:  # a frozen layer runs on its moving statistics: y = z * k + (beta - mean * k)
+            var = bn._state["moving_variance"].reshape(-1)
+            mean = bn._state["moving_mean"].reshape(-1)
+        inv = 1.0 / np.sqrt(var + bn.epsilon)
+        k = inv * gamma if bn.scale else inv
+        if not bn.trainable:
+            shift = -mean * k
+            if bn.center:
+                shift += beta
+        y2 = np.empty_like(z2)
+        for sl in row_blocks(z2.shape[0], z2.shape[1], z2.itemsize):
+            yb = y2[sl]
+            np.multiply(z2[sl], k, out=yb)
+            if shift is not None:
+                yb += shift
+            if self.relu:
+                np.maximum(yb, 0, out=yb)
+            if not bn.trainable:
+                z2[sl] -= mean
+        return Norm(chan, inv, bn.trainable), y2
+
+    # ------------------------------------------------------------ training backward
+    def backward(self, dy: np.ndarray, cache: StageCache, own: bool = False) -> np.ndarray:
+        """``dx`` from ``dy`` (the stage output's gradient); adds every parameter gradient.
+
+        ``own=True`` lets the stage overwrite ``dy`` (its one gradient buffer); otherwise the
+        buffer is allocated once (when an activation or BN needs it).
+        """
+        dy2 = as_rows(np.ascontiguousarray(dy, dtype=cache.xp.dtype))
+        g2, own = activation_grad(self.act, cache.pre, cache.post, dy2, own)
+        return self.conv_backward(self.bn_backward(g2, cache, own), cache)
+
+    def bn_backward(self, g2: np.ndarray, cache: StageCache, own: bool) -> np.ndarray:
+        """``dz`` from ``g`` (the gradient after the activation), BN grads added; in place when ``own``.
+
+        The arithmetic of :meth:`BatchNormalization.backward`, by blocks into one buffer."""
+        norm = cache.norm
+        if norm is None:
+            return g2
+        bn, chan, inv = self.bn, norm.channels, norm.inv
+        gw, xcw = chan.work(g2), chan.work(cache.xc)
+        dbeta = chan.sum(gw)
+        s = chan.sum_prod(gw, xcw)
+        if bn.scale:
+            bn._grads["gamma"] += (s * inv).reshape(bn._grads["gamma"].shape)
+        if bn.center:
+            bn._grads["beta"] += dbeta.reshape(bn._grads["beta"].shape)
+        k = inv * bn._params["gamma"].reshape(-1) if bn.scale else inv
+        out = g2 if own else np.empty_like(g2)
+        blocks = row_blocks(g2.shape[0], g2.shape[1], g2.itemsize)
+        if norm.batch:
+            a = k * inv * inv * s * (-1.0 / chan.count)
+            c = k * dbeta * (-1.0 / chan.count)
+            tmp = np.empty((blocks[0].stop, g2.shape[1]), dtype=g2.dtype)
+        for sl in blocks:
+            ob = out[sl]
+            np.multiply(g2[sl], k, out=ob)
+            if norm.batch:
+                t = np.multiply(cache.xc[sl], a, out=tmp[:sl.stop - sl.start])
+                ob += t
+                ob += c
+        return out
+
+    def conv_backward(self, dz2: np.ndarray, cache: StageCache) -> np.ndarray:
+        """``dx`` of the convolution from ``dz`` (rows); adds the kernel and bias gradients."""
+        dx, dk = ops.conv_backward(cache.xp, dz2.reshape(cache.conv_shape), self.op.kernel(), cache.geom, cache.groups)
+        self.op.add_grads(dk, dz2)
+        return dx.reshape(cache.x_shape)
+
+
+def activation_grad(act, pre, post, dy2: np.ndarray, own: bool):
+    """``(g, owned)`` with ``g = act'(dy)`` over rows, by blocks; ``act`` ``None`` gives ``dy`` back.
+
+    ReLU reads its derivative off the output (``post > 0``); other activations call
+    ``act.backward(pre, post, dy)`` block by block. ``g`` is written over ``dy`` when ``own``.
+    """
+    if act is None:
+        return dy2, own
+    g2 = dy2 if own else np.empty_like(dy2)
+    blocks = row_blocks(dy2.shape[0], dy2.shape[1], dy2.itemsize)
+    if is_plain_relu(act):
+        mask = np.empty((blocks[0].stop, dy2.shape[1]), dtype=bool)
+        for sl in blocks:
+            m = mask[:sl.stop - sl.start]
+            np.greater(post[sl], 0, out=m)
+            np.multiply(dy2[sl], m, out=g2[sl])
+    else:
+        for sl in blocks:
+            g2[sl] = act.backward(pre[sl], post[sl], dy2[sl])
+    return g2, True
+
+
+def add_and_activate(y2: np.ndarray, s2: np.ndarray, act):
+    """``y = act(y + s)`` in place over rows, by blocks; returns ``(pre, post)`` as the backward needs
+    them (``pre`` only for activations other than ReLU; ``post`` is ``y2`` unless ``act`` allocates)."""
+    relu = is_plain_relu(act)
+    for sl in row_blocks(y2.shape[0], y2.shape[1], y2.itemsize):
+        yb = y2[sl]
+        yb += s2[sl]
+        if relu:
+            np.maximum(yb, 0, out=yb)
+    if act is None or relu:
+        return None, y2
+    return y2, act.forward(y2)
+
+
+def _relu_blocks(a2: np.ndarray) -> None:
+    for sl in row_blocks(a2.shape[0], a2.shape[1], a2.itemsize):
+        np.maximum(a2[sl], 0, out=a2[sl])
+
+
+# ---------------------------------------------------------------- parsing runs of layers into stages
+def parse_stages(layers, owner: str) -> list:
+    """Split ``layers`` into stages ``conv-like [BatchNormalization] [activation]``.
+
+    ``TypeError`` for a layer that fits nowhere; ``ValueError`` when a conv with its own
+    (non-linear) activation is followed by a BatchNormalization or an activation layer, or when a
+    BatchNormalization does not normalise the channels (last) axis.
+    """
+    layers = list(layers)
+    stages, i = [], 0
+    while i < len(layers):
+        conv_ops = ConvOp.of(layers[i])
+        if not conv_ops:
+            raise TypeError(f"{owner}: expected a convolution (Conv1D/2D/3D, DepthwiseConv2D, SeparableConv2D) or "
+                            f"Dense at position {i}. Received: {layers[i].describe()}")
+        conv = layers[i]
+        i += 1
+        bn = act = None
+        if i < len(layers) and isinstance(layers[i], BatchNormalization):
+            bn = layers[i]
+            check_channels_axis(bn, owner)
+            i += 1
+        if i < len(layers) and activation_of(layers[i]) is not None:
+            act = activation_of(layers[i])
+            i += 1
+        own = conv_ops[-1].activation
+        if own is not None and (bn is not None or act is not None):
+            raise ValueError(f"{owner}: {conv.describe()} has its own activation {own.name!r}; it must be linear when a "
+                             "BatchNormalization or an activation layer follows it.")
+        for op in conv_ops[:-1]:
+            stages.append(ConvStage(op))
+        stages.append(ConvStage(conv_ops[-1], bn, act if act is not None else own))
+    return stages
+
+
+def check_channels_axis(bn: BatchNormalization, owner: str) -> None:
+    """``ValueError`` unless ``bn`` normalises the last (channels) axis only."""
+    axis = bn.axis
+    if isinstance(axis, list):
+        if len(axis) != 1:
+            raise ValueError(f"{owner}: {bn.describe()} normalises several axes {axis}; only the channels axis can be fused.")
+        axis = axis[0]
+    if bn.built:
+        rank = len(bn.build_input_shape)
+        if axis % rank != rank - 1:
+            raise ValueError(f"{owner}: {bn.describe()} normalises axis {bn.axis}, not the last (channels) axis.")
+    elif axis != -1:
+        raise ValueError(f"{owner}: {bn.describe()} normalises axis {bn.axis}, not -1 (the channels axis).")
