@@ -90,6 +90,9 @@ case("clip-tensor-bound", lambda a, lo: ad.clip(a, lo, 1.0), lambda a, lo: torch
 MASK = np.array([[True, False, True, True], [False, False, True, False], [True, True, False, True]])
 case("where", lambda a, b: ad.where(MASK, a, b), lambda a, b: torch.where(torch.from_numpy(MASK), a, b), normal(3, 4), normal(3, 4))
 case("where-broadcast", lambda a, b: ad.where(MASK, a, b), lambda a, b: torch.where(torch.from_numpy(MASK), a, b), normal(4), normal(3, 1))
+case("where-condition-broadcast", lambda a, b: ad.where(MASK[:, :1], a, b), lambda a, b: torch.where(torch.from_numpy(MASK[:, :1]), a, b), normal(1, 4), normal(3, 4))
+case("clip-array-bounds", lambda a: ad.clip(a, np.array([-0.5, 0.0, -1.0]), np.array([0.5, 1.0, 0.2])),
+     lambda a: torch.clamp(a, torch.tensor([-0.5, 0.0, -1.0], dtype=a.dtype), torch.tensor([0.5, 1.0, 0.2], dtype=a.dtype)), normal(4, 3))
 case("where-scalar", lambda a: ad.where(MASK, a, 0.0), lambda a: torch.where(torch.from_numpy(MASK), a, torch.zeros((), dtype=a.dtype)), normal(3, 4))
 
 # ---------------------------------------------------------------- reductions and normalisations
@@ -290,6 +293,18 @@ def test_indexing_scatter_sums_repeated_rows_of_a_large_table(rng):
     counts = np.bincount(ids.ravel(), minlength=50)
     expected += 2.0 * counts[:, None]
     np.testing.assert_allclose(tape.gradient(out, table).numpy(), expected)
+
+
+def test_cast_moves_gradients_between_dtypes(rng):
+    x = ad.Variable(rng.normal(size=(3, 2)))
+    with ad.GradientTape() as tape:
+        y32 = ad.cast(x, "float32")
+        out = ad.sum(ad.cast(y32 * np.float32(2.0), np.float64) + x)
+    assert y32.dtype == np.float32 and out.dtype == np.float64
+    g = tape.gradient(out, x)
+    assert g.dtype == np.float64
+    np.testing.assert_array_equal(g.numpy(), np.full((3, 2), 3.0))
+    assert ad.cast(x, np.float64) is x
 
 
 def test_comparisons_return_plain_arrays():

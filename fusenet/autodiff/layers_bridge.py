@@ -133,6 +133,18 @@ def _all_layers(layer: Layer) -> list:
     return found
 
 
+def _grad_owners(layer: Layer) -> dict:
+    """``key of layer.grads -> (the (sub)layer holding it, its own key)``."""
+    owners, stack = {}, [("", layer)]
+    while stack:
+        prefix, current = stack.pop()
+        for k in current._grads:
+            owners[prefix + k] = (current, k)
+        for key, sub in current._sublayers.items():
+            stack.append((f"{prefix}{key}/", sub))
+    return owners
+
+
 def _describe(layer: Layer) -> str:
     return f"layer '{layer.name}' ({type(layer).__name__})"
 
@@ -172,10 +184,23 @@ def call_layer(layer: Layer, x, training: bool = False):
         gs = list(grads) if multi_out else [grads]
         dys = [g._value.astype(o.dtype, copy=False) for g, o in zip(gs, outs)]
         wanted = [k for k, need in zip(names, needs[n_in:]) if need]
-        layer_grads = layer.grads
-        before = {k: layer_grads[k].copy() for k in wanted if layer_grads[k].any()}
-        with _tape.isolated():
-            dx = layer.backward(dys if multi_out else dys[0])
+        # this call's parameter gradients: the backward adds into fresh zero arrays swapped in for
+        # the layer's gradients, which then receive them (+=); exact whatever they held before
+        owners = _grad_owners(layer)
+        swapped = []
+        for k in wanted:
+            owner, local = owners[k]
+            swapped.append((owner, local, owner._grads[local]))
+            owner._grads[local] = np.zeros(swapped[-1][2].shape, dtype=swapped[-1][2].dtype)
+        contributions = {}
+        try:
+            with _tape.isolated():
+                dx = layer.backward(dys if multi_out else dys[0])
+        finally:
+            for k, (owner, local, original) in zip(wanted, swapped):
+                contributions[k] = owner._grads[local]
+                owner._grads[local] = original
+                original += contributions[k]
         dxs = list(dx) if multi_in else [dx]
         values, slots = [], []
         for i in range(n_in):
@@ -183,7 +208,7 @@ def call_layer(layer: Layer, x, training: bool = False):
                 values.append(np.asarray(dxs[i]))
                 slots.append(i)
         for k in wanted:
-            values.append(layer_grads[k] - before[k] if k in before else layer_grads[k].copy())
+            values.append(contributions[k])
             slots.append(n_in + names.index(k))
         reason = (
             f"Second-order gradients through {_describe(layer)} are not available: its backward is hand-written "

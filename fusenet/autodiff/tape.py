@@ -118,21 +118,26 @@ def dispatch_scope():
         _STATE.close_scope()
 
 
-@contextlib.contextmanager
-def isolated():
+class isolated:
     """Tapes entered so far stop recording inside this block; tapes entered inside it record.
 
     Used while a layer runs its own forward/backward: the layer call is one node for the outer
     tapes, and a :class:`~fusenet.autodiff.TapeLayer` can still record its own operations.
+    (A small class rather than a generator: it runs twice per layer node.)
     """
-    old = _STATE.barrier
-    _STATE.barrier = len(_STATE.stack)
-    _STATE.refresh()
-    try:
-        yield
-    finally:
-        _STATE.barrier = old
+
+    __slots__ = ("_old",)
+
+    def __enter__(self):
+        self._old = _STATE.barrier
+        _STATE.barrier = len(_STATE.stack)
         _STATE.refresh()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _STATE.barrier = self._old
+        _STATE.refresh()
+        return False
 
 
 # ---------------------------------------------------------------- nodes and recording
@@ -297,12 +302,19 @@ def _dot_id(name: str) -> str:
     return name if name.isidentifier() else '"' + name.replace('"', '\\"') + '"'
 
 
-def _topological_order(nodes) -> list:
-    """Kahn's algorithm over ``nodes`` (edges: producer of an input -> consumer)."""
+def _producers(nodes) -> dict:
+    """``id(tensor) -> node`` for every output of ``nodes``."""
     producer = {}
     for node in nodes:
         for t in node.outputs:
             producer[id(t)] = node
+    return producer
+
+
+def _topological_order(nodes, producer=None) -> list:
+    """Kahn's algorithm over ``nodes`` (edges: producer of an input -> consumer)."""
+    if producer is None:
+        producer = _producers(nodes)
     indegree = {id(n): 0 for n in nodes}
     consumers: dict[int, list] = {id(n): [] for n in nodes}
     for node in nodes:
@@ -330,6 +342,8 @@ def _topological_order(nodes) -> list:
 # ---------------------------------------------------------------- nested structures
 def _flatten(structure, owner: str, what: str):
     """Leaves of a Tensor / list / tuple / dict structure and a function rebuilding it."""
+    if not isinstance(structure, (list, tuple, dict)):
+        return [structure], (lambda values: values[0])
     leaves = []
 
     def walk(s):
@@ -599,18 +613,20 @@ def _grad_dtype(t: Tensor):
     return t.dtype if t.dtype.kind == "f" else np.dtype(np.float32)
 
 
+_OPS = []
+
+
 def _ops():
-    from . import ops
+    """The operations module (imported on first use: it imports this module)."""
+    if not _OPS:
+        from . import ops
 
-    return ops
+        _OPS.append(ops)
+    return _OPS[0]
 
 
-def _reachable(tape: GradientTape, targets) -> list:
-    """The nodes of ``tape`` that the targets depend on (iterative depth-first search)."""
-    producer = {}
-    for node in tape._nodes:
-        for t in node.outputs:
-            producer[id(t)] = node
+def _reachable(producer: dict, targets) -> list:
+    """The nodes that the targets depend on (iterative depth-first search over ``producer``)."""
     seen = set()
     found = []
     stack = [producer[id(t)] for t in targets if id(t) in producer]
@@ -631,7 +647,8 @@ def _reachable(tape: GradientTape, targets) -> list:
 def _backprop(tape: GradientTape, targets, seeds, sources) -> dict:
     """Reverse accumulation: ``{id(source): gradient}`` for the sources the targets depend on."""
     ops = _ops()
-    order = _topological_order(_reachable(tape, targets))
+    producer = _producers(tape._nodes)
+    order = _topological_order(_reachable(producer, targets), producer)
     source_ids = {id(s) for s in sources}
     # tensors through which a source reaches the targets (forward pass over the order)
     leads = set(source_ids)
