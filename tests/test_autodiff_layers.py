@@ -250,6 +250,18 @@ def test_tape_layer_contract(rng):
     assert GatedBlock().compute_output_shape((None, 3)) == (None, 3)
 
 
+def test_tape_layer_copies_keep_no_tape(rng):
+    layer = ScaledTanh(2, name="copied")
+    x = rng.normal(size=(3, 4))
+    layer(x, training=True)
+    clone = copy.deepcopy(layer)
+    np.testing.assert_array_equal(clone.kernel.numpy(), layer.params["kernel"])
+    assert clone.kernel.numpy() is clone.params["kernel"] and clone.kernel.numpy() is not layer.params["kernel"]
+    with pytest.raises(BackwardBeforeForwardError, match=r"layer 'copied' \(ScaledTanh\)"):
+        clone.backward(np.ones((3, 2)))
+    layer.backward(np.ones((3, 2), np.float32))  # the original still has its tape
+
+
 def test_tape_layer_trains_in_a_manual_loop_and_in_fit(rng):
     x = rng.normal(size=(64, 5)).astype(np.float32)
     y = np.tanh(x @ rng.normal(size=(5, 2))).astype(np.float32) * 1.5
@@ -313,6 +325,14 @@ def test_tape_loss_gradient_and_keras_equivalence(rng):
     np.testing.assert_allclose(lc(y_true, y_pred), losses.LogCosh()(y_true, y_pred), rtol=1e-12)
     check_loss_gradient(lc, y_true, y_pred)
     assert lc.name == "log_cosh" and ad.TapeLoss(lambda t, p: p).name == "tape_loss"
+
+
+def test_tape_loss_aligns_ranks_as_keras(rng):
+    y_true, y_pred = rng.normal(size=6), rng.normal(size=(6, 1))
+    tl, ref = ad.TapeLoss(squared_error), losses.MeanSquaredError()
+    np.testing.assert_allclose(tl(y_true, y_pred), ref(y_true, y_pred), rtol=1e-12)
+    np.testing.assert_allclose(tl.gradient(y_true[:, None, None], y_pred), ref.gradient(y_true, y_pred), rtol=1e-12)
+    assert tl.gradient(y_true, y_pred).shape == (6, 1)
 
 
 def test_sparse_labels_in_a_tape_loss(rng):

@@ -127,6 +127,17 @@ def test_non_persistent_tape_refuses_a_second_gradient():
         tape.graph()
 
 
+def test_a_released_tape_stops_recording():
+    x = ad.Variable(np.array([1.0, 2.0]))
+    with ad.GradientTape() as tape:
+        y = ad.sum(x * x)
+        tape.gradient(y, x)
+        z = x * 3.0
+    assert tape._nodes == [] and z.shape == (2,)
+    with pytest.raises(ad.TapeUsageError, match=r"GradientTape.watch: a non-persistent GradientTape"):
+        tape.watch(x)
+
+
 def test_persistent_tape_gives_several_gradients():
     x = ad.Variable(np.array([1.0, 2.0, 3.0]))
     with ad.GradientTape(persistent=True) as tape:

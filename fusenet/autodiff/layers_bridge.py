@@ -300,6 +300,12 @@ class TapeLayer(Layer):
                 self._grads[k] += g._value
         return np.zeros_like(xt._value) if grads[0] is None else grads[0]._value
 
+    def __getstate__(self):
+        # copies (deepcopy, pickle) keep no recorded tape: a copy must run its own forward first
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
+
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
         if not self.built:

@@ -41,8 +41,10 @@ class TapeLoss(Loss):
 
     Args:
         fn: ``fn(y_true, y_pred) -> losses``, both arguments Tensors (``y_true`` keeps an integer
-            dtype for sparse labels, float labels take ``y_pred``'s dtype), returning the
-            per-sample losses, e.g. shape ``(batch,)`` (a scalar is accepted without sample weights).
+            dtype for sparse labels, float labels take ``y_pred``'s dtype; as in Keras, a ``y_true``
+            one rank below a ``y_pred`` whose last axis is 1 gets that axis, and a trailing axis of
+            size 1 of a ``y_true`` one rank above is dropped), returning the per-sample losses,
+            e.g. shape ``(batch,)`` (a scalar is accepted without sample weights).
         reduction: as every fusenet loss (``"sum_over_batch_size"`` by default).
         name: defaults to the function's name (``"tape_loss"`` for lambdas).
     """
@@ -67,6 +69,11 @@ class TapeLoss(Loss):
         yt = check_numeric(y_true, f"{self.describe()}: y_true")
         if yt.dtype.kind == "f" and yt.dtype != yp.dtype:
             yt = yt.astype(yp.dtype)
+        # Keras's squeeze_or_expand_to_same_rank: (batch,) labels meet (batch, 1) predictions
+        if yt.ndim == yp.ndim - 1 and yp.shape[-1] == 1:
+            yt = yt[..., None]
+        elif yt.ndim == yp.ndim + 1 and yt.shape[-1] == 1:
+            yt = yt[..., 0]
         return yt, yp
 
     def _losses(self, yt: np.ndarray, y_pred: Tensor) -> Tensor:

@@ -546,9 +546,11 @@ class GradientTape:
         resolved = [self._resolve(s) for s in leaves]
         with self._not_recording():
             grads = _backprop(self, targets, seeds, [t for group in resolved for t in group])
-        if not self.persistent:
+        if not self.persistent:  # release the graph; nothing more is recorded on this tape
             self._clear()
             self._released = True
+            self._recording = False
+            _STATE.refresh()
         results = []
         for source, group in zip(leaves, resolved):
             g = None

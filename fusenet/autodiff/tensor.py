@@ -127,7 +127,11 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         if copy:
             return np.array(self._value, dtype=dtype, copy=True)
-        return self._value if dtype is None else self._value.astype(dtype, copy=False)
+        if dtype is None or np.dtype(dtype) == self._value.dtype:
+            return self._value
+        if copy is False:
+            raise ValueError(f"Tensor.__array__: converting dtype {self.dtype} to {np.dtype(dtype)} needs a copy, but copy=False")
+        return self._value.astype(dtype)
 
     def __len__(self) -> int:
         if self._value.ndim == 0:
