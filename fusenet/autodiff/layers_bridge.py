@@ -1,8 +1,9 @@
 """fusenet layers inside a gradient tape, and layers written with tape operations.
 
 **Layer calls on a tape.** While a :class:`~fusenet.autodiff.GradientTape` is entered, calling
-a fusenet layer on a :class:`~fusenet.autodiff.Tensor` (``dense(x)``, ``model(x)``) records ONE
-node whose backward is the layer's own hand-written ``backward``. A layer with trainable
+a fusenet layer on a :class:`~fusenet.autodiff.Tensor` (``dense(x)``) records ONE node whose
+backward is the layer's own hand-written ``backward`` (a ``Sequential`` model records one node
+per layer). A layer with trainable
 weights is recorded even when its input is a plain array, as long as a tape records with
 ``watch_accessed_variables=True`` (the weights are variables the tape sees accessed), so the
 TensorFlow-style training step works unchanged::
@@ -30,7 +31,9 @@ Rules:
 - while a layer runs its own forward and backward, outer tapes do not record: the layer is one node.
 
 Outside any tape, layers behave exactly as without this module: the routing of Tensor inputs
-is switched on while a tape (or a :class:`TapeLayer` call) is active and off again afterwards.
+(``Layer.__call__`` replaced by a wrapper that calls the original for everything else) is
+switched on when the first tape (or a :class:`TapeLayer` call) opens and off when the last one
+closes. Tapes are single-threaded.
 
 **TapeLayer.** Subclass it, create weights in ``build`` with ``add_weight`` (which returns a
 :class:`~fusenet.autodiff.Variable` on the parameter array) and write ``call(x)`` with tape
