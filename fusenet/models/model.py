@@ -691,8 +691,21 @@ class Model:
 
         save_model(self, filepath, overwrite=overwrite)
 
-    def save_weights(self, filepath, overwrite=True) -> None:
-        """Write only the weights (a zip of ``.npy`` entries; a ``.npz`` path gives the same file), atomically."""
+    def save_weights(self, filepath, overwrite=True, format=None) -> None:
+        """Write only the weights (a zip of ``.npy`` entries; a ``.npz`` path gives the same file), atomically.
+
+        ``format="keras-h5"`` (the default for a path ending in ``.weights.h5``) writes a Keras 3
+        ``.weights.h5`` file instead (needs h5py; see :mod:`fusenet.interop`).
+        """
+        if format is None and str(filepath).endswith(".weights.h5"):
+            format = "keras-h5"
+        if format == "keras-h5":
+            from ..interop import save_keras_weights
+
+            return save_keras_weights(self, filepath, overwrite=overwrite)
+        if format not in (None, "fusenet"):
+            raise ValueError(f"{self.describe()}.save_weights: expected format to be one of [None, 'fusenet', "
+                             f"'keras-h5']. Received: format={format!r}")
         from .saving import save_weights
 
         save_weights(self, filepath, overwrite=overwrite)
@@ -700,7 +713,12 @@ class Model:
     def load_weights(self, filepath) -> None:
         """Load weights saved by :meth:`save_weights` or :meth:`save` (or a plain ``.npz`` of arrays in
         :meth:`get_weights` order). Every entry is checked first; nothing changes on an error
-        (:class:`fusenet.errors.ModelFileError`)."""
+        (:class:`fusenet.errors.ModelFileError`). A Keras 3 ``.weights.h5`` file (an ``.h5`` path or an
+        HDF5 file) is read by layer order and shape (see :mod:`fusenet.interop`)."""
+        from ..interop import is_hdf5_file, load_keras_weights
+
+        if str(filepath).endswith((".h5", ".hdf5")) or is_hdf5_file(filepath):
+            return load_keras_weights(self, filepath)
         from .saving import load_weights
 
         load_weights(self, filepath)
