@@ -15,7 +15,6 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import fusenet  # noqa: E402
 import fusenet.onnx as fonnx  # noqa: E402
 from fusenet import activations, layers, models  # noqa: E402
 
@@ -455,9 +454,39 @@ def test_command_line(tmp_path, rng):
     assert result.returncode == 0 and "BatchNormalization" not in {n.op_type for n in onnx.load(str(out)).graph.node}
 
 
-def test_command_line_errors(tmp_path):
-    result = _cli(tmp_path / "missing.fnet", tmp_path / "out.onnx")
-    assert result.returncode == 1 and "fusenet.onnx: error:" in result.stderr and "No such file" in result.stderr
-    result = _cli(tmp_path / "missing.fnet", tmp_path / "out.onnx", "--opset", "x")
-    assert result.returncode == 2
+def test_command_line_errors(tmp_path, rng, capsys):
+    from fusenet.onnx.__main__ import main
+
+    assert main([str(tmp_path / "missing.fnet"), str(tmp_path / "out.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "fusenet.onnx: error:" in err and "No such file" in err
+    model = sequential(lambda: [L.Dense(2)], (3,), rng)
+    model.save(tmp_path / "m.fnet")
+    assert main([str(tmp_path / "m.fnet"), str(tmp_path / "out.onnx"), "--opset", "99"]) == 1
+    assert "expected opset between 17" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "m.fnet"), str(tmp_path / "out.onnx"), "--opset", "x"])
+    assert exc.value.code == 2
     assert not (tmp_path / "out.onnx").exists()
+    assert main([str(tmp_path / "m.fnet"), str(tmp_path / "out.onnx")]) == 0
+    assert "wrote" in capsys.readouterr().out and (tmp_path / "out.onnx").exists()
+
+
+# ---------------------------------------------------------------- unknown sizes besides the batch
+@pytest.mark.parametrize("build, shapes", [
+    (lambda: [L.Conv2D(3, 4, strides=2, padding="same"), L.MaxPooling2D(3, strides=2, padding="same"),
+              L.Conv2D(2, 3, padding="same"), L.ReLU(), L.Flatten()],
+     [(7, 9, 3), (6, 5, 3)]),
+    (lambda: [L.Conv1D(4, 2, padding="same"), L.AveragePooling1D(2, padding="same"), L.GlobalMaxPooling1D()],
+     [(7, 3), (4, 3)]),
+    (lambda: [L.Dense(4), L.PositionalEmbedding(10), L.MultiHeadAttention(2, 2, use_causal_mask=True),
+              L.LSTM(3, return_sequences=True), L.TimeDistributed(L.Dense(2))], [(5, 4), (3, 4)]),
+])
+def test_unknown_spatial_and_time_sizes(build, shapes, tmp_path, rng):
+    model = sequential(build, (None,) * (len(shapes[0]) - 1) + shapes[0][-1:], rng)
+    path = tmp_path / "dynamic.onnx"
+    fonnx.export(model, path)
+    for shape in shapes:
+        for batch in BATCHES:
+            x = make_input(shape, batch, rng)
+            np.testing.assert_allclose(run_onnx(path, x), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)

@@ -12,7 +12,8 @@
 """
 
 from ._keras_h5 import is_hdf5_file, keras_weight_paths, load_keras_weights, save_keras_weights
-from ._torch import from_torch, supported_fusenet_layers, supported_torch_modules, to_torch
+from ._from_torch import from_torch, supported_torch_modules
+from ._to_torch import supported_fusenet_layers, to_torch
 
 __all__ = ["from_torch", "to_torch", "supported_torch_modules", "supported_fusenet_layers", "load_keras_weights",
            "save_keras_weights", "keras_weight_paths", "is_hdf5_file", "RNNOutput", "ToChannelsFirst", "ToChannelsLast"]

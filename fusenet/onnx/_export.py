@@ -7,9 +7,8 @@ import sys
 
 import numpy as np
 
+from ..activations.functions import Linear
 from ..layers import core, regularization
-from ..layers import recurrent as _recurrent
-from ..layers.base import Layer
 from . import _layers, _sequence
 from ._activations import emit_activation
 from ._graph import GraphBuilder, Value
@@ -53,7 +52,7 @@ def _fold_target(prev, bn):
         return None
     if list(bn._axes) != [len(bn.build_input_shape) - 1]:
         return None
-    if getattr(prev, "activation", None) is None or prev.activation.name != "linear" or type(prev.activation).__name__ != "Linear":
+    if type(getattr(prev, "activation", None)) is not Linear:
         return None
     kinds = {core.Dense: "dense", convolution.Conv1D: "dense", convolution.Conv2D: "dense",
              convolution.Conv3D: "dense", convolution.DepthwiseConv2D: "depthwise",
@@ -171,11 +170,11 @@ def _check_opset(opset):
 
 
 def _model_dtype(model):
+    """The float dtype of the model's weights and computation (the first layer that has one)."""
     for layer in model._all_layers():
         if layer.dtype is not None and not isinstance(layer, core.Input):
             return np.dtype(layer.dtype)
-    first = model._all_layers()[0] if model._all_layers() else None
-    return np.dtype(first.dtype if first is not None and first.dtype else "float32")
+    return np.dtype(model._all_layers()[0].dtype or "float32")
 
 
 def _tensor_type(dtype):

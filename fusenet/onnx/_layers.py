@@ -22,7 +22,6 @@ from ..layers import activation as act_layers
 from ..layers import composite, convolution, core, embedding, normalization, pooling, preprocessing, reshaping, resizing
 from ..layers._conv_ops import conv_padding, conv_transpose_size
 from ..layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
-from ._activations import emit_activation
 from ._graph import INT64_MAX, Value
 
 __all__ = ["EMITTERS"]
@@ -442,10 +441,6 @@ def merge(ctx, merge_layer, values, owner):
         if cls is Average:
             total = g.op("Sum", names)
             return ref.like(g.op("Mul", [total, g.fconst(1.0 / len(names), "inverse_count")]))
-        if cls in (Add, Multiply, Maximum, Minimum) and len(names) > 2:
-            op = {Add: "Sum", Multiply: None, Maximum: "Max", Minimum: "Min"}[cls]
-            if op is not None:
-                return ref.like(g.op(op, names))
         y = names[0]
         for other in names[1:]:
             y = g.op(_MERGE_OPS[cls], [y, other])
