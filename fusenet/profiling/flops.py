@@ -36,13 +36,20 @@ Backward: every GEMM-based layer computes two products of the forward's size per
 product (the input gradient and the weight gradient; for attention the gradients of both
 factors), so :func:`backward_flops` is twice :func:`forward_flops`.
 
+:func:`gemm_shapes` lists the products behind a count as :class:`Gemm` ``(m, k, n, count)``
+entries (``count`` products of ``(m, k) @ (k, n)``), e.g. to time a plain float32 GEMM of the same
+shapes as the hardware limit to compare a layer with; :func:`backward_gemm_shapes` lists the
+backward's (``dX = dY W^T``: ``(m, n, k)``; ``dW = X^T dY``: ``(k, m, n)``). Depthwise
+convolutions are counted as one tiny product per channel (``m = B * prod(out)``, ``k = kh * kw``,
+``n = depth_multiplier``).
+
 Users add counts for their own layers with :func:`register_flops`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..layers.attention import MultiHeadAttention, TransformerEncoderBlock
 from ..layers.base import Layer
@@ -52,9 +59,23 @@ from ..layers.convolution import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspo
 from ..layers.core import Dense
 from ..layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
-__all__ = ["forward_flops", "backward_flops", "register_flops", "gemm_flops"]
+__all__ = ["Gemm", "forward_flops", "backward_flops", "gemm_shapes", "backward_gemm_shapes", "register_flops",
+           "gemm_flops"]
 
 _COUNTERS: dict[type, Callable] = {}
+
+
+class Gemm(NamedTuple):
+    """``count`` matrix products ``(m, k) @ (k, n)``: ``2 * m * k * n * count`` FLOPs."""
+
+    m: int
+    k: int
+    n: int
+    count: int = 1
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.m * self.k * self.n * self.count
 
 
 def gemm_flops(m: int, n: int, k: int) -> int:
@@ -64,7 +85,8 @@ def gemm_flops(m: int, n: int, k: int) -> int:
 
 def register_flops(cls: type, fn: Callable) -> None:
     """Count the forward FLOPs of layers of class ``cls`` (and its subclasses) with
-    ``fn(layer, input_shape) -> int or None``. ``input_shape`` includes the batch size."""
+    ``fn(layer, input_shape)``, which returns an int, a list of :class:`Gemm` (or ``(m, k, n[, count])``
+    tuples), or ``None`` (no GEMM). ``input_shape`` includes the batch size."""
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register_flops: expected a subclass of fusenet.layers.Layer. Received: {cls!r}")
     if not callable(fn):
@@ -84,9 +106,8 @@ def _shapes(input_shape):
     return [input_shape]
 
 
-def forward_flops(layer, input_shape):
-    """FLOPs of one forward pass of ``layer`` on an input of ``input_shape`` (batch included), or
-    ``None`` when the layer has no GEMM (or the shape is not fully known)."""
+def _count(layer, input_shape):
+    """What the layer's counter returns: ``None``, an int, or a list of :class:`Gemm`."""
     shapes = _shapes(input_shape)
     if not all(_known(s) for s in shapes):
         return None
@@ -94,8 +115,35 @@ def forward_flops(layer, input_shape):
         fn = _COUNTERS.get(cls)
         if fn is not None:
             value = fn(layer, shapes[0] if len(shapes) == 1 else shapes)
-            return None if value is None else int(value)
+            if value is None or isinstance(value, int):
+                return value
+            return [Gemm(*(int(v) for v in g)) for g in value]
     return None
+
+
+def gemm_shapes(layer, input_shape):
+    """The forward's matrix products as a list of :class:`Gemm`, or ``None`` when the layer has no
+    GEMM (or its counter gives only a number)."""
+    value = _count(layer, input_shape)
+    return value if isinstance(value, list) else None
+
+
+def backward_gemm_shapes(layer, input_shape):
+    """The backward's products: for each forward ``(m, k) @ (k, n)``, ``(m, n) @ (n, k)`` (input
+    gradient) and ``(k, m) @ (m, n)`` (weight gradient). ``None`` as :func:`gemm_shapes`."""
+    forward = gemm_shapes(layer, input_shape)
+    if forward is None:
+        return None
+    return [b for g in forward for b in (Gemm(g.m, g.n, g.k, g.count), Gemm(g.k, g.m, g.n, g.count))]
+
+
+def forward_flops(layer, input_shape):
+    """FLOPs of one forward pass of ``layer`` on an input of ``input_shape`` (batch included), or
+    ``None`` when the layer has no GEMM (or the shape is not fully known)."""
+    value = _count(layer, input_shape)
+    if value is None or isinstance(value, int):
+        return value
+    return sum(g.flops for g in value)
 
 
 def backward_flops(layer, input_shape):
@@ -104,55 +152,63 @@ def backward_flops(layer, input_shape):
     return None if value is None else 2 * value
 
 
-def _sum(values):
-    values = [v for v in values if v is not None]
-    return sum(values) if values else None
+def _merge(parts):
+    """Concatenate the counts of several layers (``None`` parts skipped; ints make an int total)."""
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    if all(isinstance(p, list) for p in parts):
+        return [g for p in parts for g in p]
+    return sum(p if isinstance(p, int) else sum(g.flops for g in p) for p in parts)
 
 
 def _chain(layers, shape):
-    """Sum of the counts of ``layers`` applied one after the other, starting from ``shape``."""
-    total = []
+    """The counts of ``layers`` applied one after the other, starting from ``shape``."""
+    parts = []
     for layer in layers:
-        total.append(forward_flops(layer, shape))
+        parts.append(_count(layer, shape))
         shape = tuple(layer.compute_output_shape(shape))
-    return _sum(total)
+    return _merge(parts)
 
 
 # ---------------------------------------------------------------- the counts
 def _dense(layer, shape):
-    return gemm_flops(math.prod(shape[:-1]), layer.units, shape[-1])
+    return [Gemm(math.prod(shape[:-1]), shape[-1], layer.units)]
 
 
 def _conv(layer, shape):
     out = layer.compute_output_shape(shape)
-    return 2 * shape[0] * math.prod(out[1:-1]) * math.prod(layer.kernel_size) * (shape[-1] // layer.groups) * layer.filters
+    g = layer.groups
+    return [Gemm(shape[0] * math.prod(out[1:-1]), math.prod(layer.kernel_size) * (shape[-1] // g), layer.filters // g, g)]
 
 
 def _depthwise(layer, shape):
     out = layer.compute_output_shape(shape)
-    return 2 * shape[0] * math.prod(out[1:-1]) * math.prod(layer.kernel_size) * shape[-1] * layer.depth_multiplier
+    return [Gemm(shape[0] * math.prod(out[1:-1]), math.prod(layer.kernel_size), layer.depth_multiplier, shape[-1])]
 
 
 def _separable(layer, shape):
     out = layer.compute_output_shape(shape)
-    pointwise = gemm_flops(shape[0] * math.prod(out[1:-1]), layer.filters, shape[-1] * layer.depth_multiplier)
-    return _depthwise(layer, shape) + pointwise
+    pointwise = Gemm(shape[0] * math.prod(out[1:-1]), shape[-1] * layer.depth_multiplier, layer.filters)
+    return _depthwise(layer, shape) + [pointwise]
 
 
 def _conv_transpose(layer, shape):
-    return 2 * shape[0] * math.prod(shape[1:-1]) * math.prod(layer.kernel_size) * shape[-1] * layer.filters
+    # the col2im forward: (B * prod(in_spatial), in) @ (in, prod(kernel) * filters)
+    return [Gemm(shape[0] * math.prod(shape[1:-1]), shape[-1], math.prod(layer.kernel_size) * layer.filters)]
 
 
 def _rnn(gates):
     def count(layer, shape):
         batch, steps, features = shape
-        return 2 * batch * steps * (features + layer.units) * gates * layer.units
+        width = gates * layer.units
+        return [Gemm(batch * steps, features, width), Gemm(batch, layer.units, width, steps)]
 
     return count
 
 
 def _bidirectional(layer, shape):
-    return _sum([forward_flops(layer.forward_layer, shape), forward_flops(layer.backward_layer, shape)])
+    return _merge([_count(layer.forward_layer, shape), _count(layer.backward_layer, shape)])
 
 
 def _attention(layer, shape):
@@ -164,27 +220,27 @@ def _attention(layer, shape):
     s, d_v, d_k = value[1], value[2], key[2]
     h, k, v = layer.num_heads, layer.key_dim, layer.value_dim
     d_out = layer.output_shape or d_q
-    projections = 2 * batch * (t * d_q * h * k + s * d_k * h * k + s * d_v * h * v + t * h * v * d_out)
-    return projections + 2 * batch * h * t * s * (k + v)
+    return [Gemm(batch * t, d_q, h * k), Gemm(batch * s, d_k, h * k), Gemm(batch * s, d_v, h * v),
+            Gemm(t, k, s, batch * h), Gemm(t, s, v, batch * h), Gemm(batch * t, h * v, d_out)]
 
 
 def _encoder_block(layer, shape):
     batch, t, d = shape
-    attention = 2 * batch * (4 * t * d * d) + 2 * batch * t * t * 2 * d
-    return attention + 2 * gemm_flops(batch * t, layer.ff_dim, d)
+    hk = d // layer.num_heads
+    return [Gemm(batch * t, d, 3 * d), Gemm(t, hk, t, batch * layer.num_heads), Gemm(t, t, hk, batch * layer.num_heads),
+            Gemm(batch * t, d, d), Gemm(batch * t, d, layer.ff_dim), Gemm(batch * t, layer.ff_dim, d)]
 
 
 def _residual(layer, shape):
-    return _sum([_chain(layer.body, shape), _chain(layer.shortcut, shape)])
+    return _merge([_chain(layer.body, shape), _chain(layer.shortcut, shape)])
 
 
 def _time_distributed(layer, shape):
-    return forward_flops(layer.layer, (shape[0] * shape[1],) + tuple(shape[2:]))
+    return _count(layer.layer, (shape[0] * shape[1],) + tuple(shape[2:]))
 
 
 def _fused(layer, shape):
-    shapes = _shapes(shape)
-    return _chain(layer.source_layers, shapes[0])
+    return _chain(layer.source_layers, _shapes(shape)[0])
 
 
 for _cls, _fn in [
