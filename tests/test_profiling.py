@@ -16,6 +16,7 @@ import pytest
 from fusenet import layers, models
 from fusenet.fusion import FusedLayer
 from fusenet.profiling import ProfileReport, backward_flops, forward_flops, profile, register_flops
+from fusenet.profiling.flops import Gemm, backward_gemm_shapes, gemm_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,13 +174,30 @@ def test_other_gemm_layer_counts():
     assert forward_flops(layers.Dense(2), (None, 3)) is None
 
 
+def test_gemm_shapes_behind_the_counts():
+    dense = layers.Dense(5)
+    assert gemm_shapes(dense, (4, 6)) == [Gemm(4, 6, 5)]
+    assert backward_gemm_shapes(dense, (4, 6)) == [Gemm(4, 5, 6), Gemm(6, 4, 5)]  # dx = dy W^T, dW = x^T dy
+    conv = layers.Conv2D(6, 3, padding="same", groups=2)
+    assert gemm_shapes(conv, (2, 5, 5, 4)) == [Gemm(2 * 25, 9 * 2, 3, 2)]  # im2col, one GEMM per group
+    lstm = layers.LSTM(3)
+    assert gemm_shapes(lstm, (2, 5, 4)) == [Gemm(10, 4, 12), Gemm(2, 3, 12, 5)]  # input GEMM, 5 recurrent steps
+    for layer, shape in [(dense, (4, 6)), (conv, (2, 5, 5, 4)), (lstm, (2, 5, 4)),
+                         (layers.TransformerEncoderBlock(8, 2, 16), (3, 5, 8))]:
+        assert sum(g.flops for g in gemm_shapes(layer, shape)) == forward_flops(layer, shape)
+        assert sum(g.flops for g in backward_gemm_shapes(layer, shape)) == backward_flops(layer, shape)
+    assert gemm_shapes(layers.ReLU(), (2, 3)) is None and backward_gemm_shapes(layers.ReLU(), (2, 3)) is None
+
+
 def test_register_flops_for_a_custom_layer():
     class Scale(layers.Layer):
         def forward(self, x, training=False):
             return 2 * x
 
     register_flops(Scale, lambda layer, shape: int(np.prod(shape)))
-    assert forward_flops(Scale(), (3, 4)) == 12
+    assert forward_flops(Scale(), (3, 4)) == 12 and gemm_shapes(Scale(), (3, 4)) is None
+    register_flops(Scale, lambda layer, shape: [(shape[0], shape[1], 2)])
+    assert gemm_shapes(Scale(), (3, 4)) == [Gemm(3, 4, 2)] and forward_flops(Scale(), (3, 4)) == 48
     with pytest.raises(TypeError, match="expected a subclass of fusenet.layers.Layer"):
         register_flops(int, lambda layer, shape: 0)
     with pytest.raises(TypeError, match="expected fn to be callable"):
