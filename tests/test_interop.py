@@ -330,7 +330,7 @@ def write_keras_file(path, rng, tweak=None):
         "layers/conv2d/vars": [rng.normal(size=(3, 3, 2, 4)), rng.normal(size=(4,))],
         "layers/batch_normalization/vars": [rng.normal(size=4), rng.normal(size=4), rng.normal(size=4),
                                             rng.uniform(0.5, 1.5, size=4)],
-        "layers/re_lu/vars": [],
+        "layers/activation/vars": [],  # Keras's Activation("relu") where the fusenet model has a ReLU layer
         "layers/flatten/vars": [],
         "layers/dense/vars": [rng.normal(size=(64, 8)), rng.normal(size=8)],
         "layers/dense_1/vars": [rng.normal(size=(8, 3)), rng.normal(size=3)],

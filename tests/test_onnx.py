@@ -495,3 +495,12 @@ def test_unknown_spatial_and_time_sizes(build, shapes, tmp_path, rng):
         for batch in BATCHES:
             x = make_input(shape, batch, rng)
             np.testing.assert_allclose(run_onnx(path, x), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorms_in_a_row_fold_into_one_kernel(tmp_path, rng):
+    model = sequential(lambda: [L.Conv2D(3, 3), L.BatchNormalization(), L.BatchNormalization(epsilon=0.1), L.ReLU()],
+                       IMG, rng)
+    fused = model.fuse()
+    for m in (model, fused):
+        proto = check_export(m, IMG, tmp_path, rng)
+        assert [n.op_type for n in proto.graph.node] == ["Transpose", "Conv", "Relu", "Transpose"]

@@ -79,7 +79,8 @@ class _FromTorch:
             shape = tuple(None if d is None else int(d) for d in input_shape)
             self.rank = len(shape) + 1
             layout = next((m for m in mods if type(m) not in _elementwise_modules(nn)), first)
-            self.cf = self.rank >= 3 and (isinstance(layout, cf_family) or (isinstance(layout, nn.BatchNorm1d) and self.rank == 3)
+            self.cf = self.rank >= 3 and (isinstance(layout, cf_family)
+                                          or (isinstance(layout, nn.BatchNorm1d) and self.rank == 3)
                                           or (isinstance(layout, nn.Flatten) and self.rank >= 4))
             if self.cf:
                 self.channels = shape[0]

@@ -16,8 +16,9 @@ fusenet's ``get_weights()`` order (Dense ``[kernel, bias]``, BatchNormalization 
 moving_mean, moving_variance]``, ...). Fused layers read and write the layers they replaced;
 ``Residual`` blocks are inlined (body, shortcut, then the merge layer), as in the functional Keras model.
 
-Reading matches layers by that name and order and checks every array's shape before anything
-changes; nothing from the file is executed: only numeric datasets stored in the file itself are
+Reading matches the layers that have weights by that name (class and order) and checks every
+array's shape before anything changes (layers without weights need no group, so a Keras
+``Activation("relu")`` may stand where the fusenet model has a ``ReLU`` layer); nothing from the file is executed: only numeric datasets stored in the file itself are
 read (no links, external or virtual storage, object or string dtypes, or filters beyond HDF5's
 built-in ones). Every problem raises :class:`fusenet.errors.ModelFileError`.
 """
@@ -218,7 +219,8 @@ def load_keras_weights(model, filepath) -> None:
         with h5py.File(path, "r") as f:
             values = []
             for group_path, layer, arrays in entries:
-                values += _read_group(h5py, f, group_path, arrays, path, layer)
+                if arrays:  # layers without weights need no group (a Keras model may use other classes there)
+                    values += _read_group(h5py, f, group_path, arrays, path, layer)
     except ModelFileError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:

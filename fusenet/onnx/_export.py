@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 
 from ..activations.functions import Linear
-from ..layers import core, regularization
+from ..layers import core, embedding, regularization
 from . import _layers, _sequence
 from ._activations import emit_activation
 from ._graph import GraphBuilder, Value
@@ -61,23 +60,36 @@ def _fold_target(prev, bn):
     return kinds.get(type(prev))
 
 
-def _folded_weights(prev, bn, kind):
+def _folded_weights(w, bn, kind):
+    """The weights ``w`` (a dict, Keras names) of the layer feeding ``bn`` with ``bn`` folded in."""
     from ..fusion import folding
 
     bn_args = (bn._params.get("gamma"), bn._params.get("beta"), bn._state["moving_mean"],
                bn._state["moving_variance"], bn.epsilon)
-    p = prev._params
     if kind == "dense":
-        kernel, bias = folding.fold_batchnorm(p["kernel"], p.get("bias"), *bn_args)
+        kernel, bias = folding.fold_batchnorm(w["kernel"], w.get("bias"), *bn_args)
         return {"kernel": kernel, "bias": bias}
     if kind == "depthwise":
-        kernel, bias = folding.fold_batchnorm_depthwise(p["depthwise_kernel"], p.get("bias"), *bn_args)
+        kernel, bias = folding.fold_batchnorm_depthwise(w["depthwise_kernel"], w.get("bias"), *bn_args)
         return {"depthwise_kernel": kernel, "bias": bias}
     if kind == "separable":
-        kernel, bias = folding.fold_batchnorm(p["pointwise_kernel"], p.get("bias"), *bn_args)
-        return {"depthwise_kernel": p["depthwise_kernel"], "pointwise_kernel": kernel, "bias": bias}
-    kernel, bias = folding.fold_batchnorm_transpose(p["kernel"], p.get("bias"), *bn_args)
+        kernel, bias = folding.fold_batchnorm(w["pointwise_kernel"], w.get("bias"), *bn_args)
+        return {"depthwise_kernel": w["depthwise_kernel"], "pointwise_kernel": kernel, "bias": bias}
+    kernel, bias = folding.fold_batchnorm_transpose(w["kernel"], w.get("bias"), *bn_args)
     return {"kernel": kernel, "bias": bias}
+
+
+def _flatten_layers(layers) -> list:
+    """Fused layers replaced by the layers they replaced (recursively), inference identities removed."""
+    from ..fusion.base import FusedLayer
+
+    flat = []
+    for layer in layers:
+        if isinstance(layer, FusedLayer):
+            flat.extend(_flatten_layers(layer.source_layers))
+        elif type(layer) not in _IDENTITY:
+            flat.append(layer)
+    return flat
 
 
 # ---------------------------------------------------------------- the context
@@ -105,30 +117,13 @@ class _Context:
     def expand(self, layers) -> list:
         """The layers to emit: fused layers replaced by the layers they replaced, identities removed,
         and (``fused``) every BatchNormalization folded into the Dense/convolution feeding it."""
-        from ..fusion.base import FusedLayer
-
-        flat = []
-        for layer in layers:
-            if isinstance(layer, FusedLayer):
-                flat.extend(self.expand(layer.source_layers))
-            elif type(layer) in _IDENTITY:
-                continue
-            else:
-                flat.append(layer)
-        if not self.fused:
-            return flat
-        out, i = [], 0
-        while i < len(flat):
-            layer = flat[i]
-            nxt = flat[i + 1] if i + 1 < len(flat) else None
-            kind = _fold_target(layer, nxt) if nxt is not None else None
+        out = []
+        for layer in _flatten_layers(layers):
+            kind = _fold_target(out[-1], layer) if self.fused and out else None
             if kind is not None:
-                self._overrides[id(layer)] = _folded_weights(layer, nxt, kind)
-                out.append(layer)
-                i += 2
+                self._overrides[id(out[-1])] = _folded_weights(self.weights(out[-1]), layer, kind)
                 continue
             out.append(layer)
-            i += 1
         return out
 
     def emit_sequence(self, layers, v):
@@ -207,8 +202,8 @@ def build_model_proto(model, opset=DEFAULT_OPSET, fused=True):
         raise ValueError(f"fusenet.onnx.export: only float32 and float64 models can be exported. Received: {dtype}")
     g = GraphBuilder(opset, dtype)
     ctx = _Context(g, bool(fused))
-    layers = ctx.expand(model._all_layers())
-    ids = bool(layers) and type(layers[0]).__name__ == "Embedding"
+    layers = _flatten_layers(model._all_layers())
+    ids = bool(layers) and type(layers[0]) is embedding.Embedding
     in_dtype = np.dtype(np.int64) if ids else dtype
     input_name = g.fresh("input")
     v = Value(input_name, model.input_shape, in_dtype)
@@ -220,8 +215,12 @@ def build_model_proto(model, opset=DEFAULT_OPSET, fused=True):
     if producer is None:  # the model is the identity
         with g.scope(model.name):
             g.op("Identity", [v.name], outputs=[output_name])
-    else:
+    else:  # the last node writes the graph's output (and whoever reads that tensor reads it there)
         producer.output[list(producer.output).index(v.name)] = output_name
+        for node in g.nodes:
+            for i, name in enumerate(node.input):
+                if name == v.name:
+                    node.input[i] = output_name
     out_shape = model.output_shape
     graph = helper.make_graph(
         g.nodes, model.name,
@@ -230,8 +229,9 @@ def build_model_proto(model, opset=DEFAULT_OPSET, fused=True):
         g.initializers,
     )
     opsets = [helper.make_opsetid("", opset)]
-    proto = helper.make_model(graph, opset_imports=opsets, producer_name="fusenet",
-                              producer_version=str(getattr(sys.modules.get("fusenet"), "__version__", "unknown")),
+    from .. import __version__
+
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="fusenet", producer_version=__version__,
                               doc_string=f"fusenet model {model.name!r} ({'fused' if fused else 'unfused'} export)")
     proto.ir_version = helper.find_min_ir_version_for(opsets)
     onnx.checker.check_model(proto, full_check=True)
