@@ -235,6 +235,20 @@ def test_transformer_block_sublayers(rng):
     assert len(runs) == 1 and runs[0].fused_time_ms is not None
 
 
+def test_fusion_runs_inside_a_composite(rng):
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    model = models.Sequential([layers.Input((6,)), layers.Dense(6, name="pre"),
+                               layers.Residual([layers.Dense(6, name="inner"), layers.ReLU(name="act")], name="res")])
+    report = profile(model, x, training=True, repeats=2)
+    runs = {run.pattern: run for run in report.fusion_runs}
+    inner = runs["dense_activation"]
+    assert inner.layers == ["Dense(inner)", "ReLU(act)"] and inner.position.startswith("1/")
+    rows = {row.name: row for row in report.layers}
+    assert inner.position == rows["inner"].path
+    assert inner.time_ms == pytest.approx(rows["inner"].time_ms + rows["act"].time_ms)
+    assert inner.fused_time_ms is not None
+
+
 def test_fused_model_profile_shows_what_was_replaced(x_mlp):
     model = mlp()
     model(x_mlp)
@@ -251,7 +265,7 @@ def test_fused_model_profile_shows_what_was_replaced(x_mlp):
 def test_fusion_runs_of_an_unfused_model(x_mlp):
     report = profile(mlp(), x_mlp, repeats=3)
     (run,) = report.fusion_runs
-    assert run.pattern == "dense_bn_activation_dropout" and run.position == "1"
+    assert run.pattern == "dense_bn_activation_dropout" and run.position == "0"  # the path of Dense(d1)
     assert run.time_ms == pytest.approx(sum(row.time_ms for row in report.layers[:4]))
     assert run.share == pytest.approx(run.time_ms / report.total.median_ms)
     assert run.saving_ms == pytest.approx(run.time_ms - run.fused_time_ms)

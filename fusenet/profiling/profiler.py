@@ -386,17 +386,21 @@ def _fusion_runs(rep, runner, fused_runner, total_ms):
     runs, notes, used = [], [], set()
     fused_by_sources = _fused_nodes(fused_runner)
     for entry in rep.entries:
+        # positions are given as the profile's layer paths ("3", "3/body0_conv2d"), found by the layer names
         if not entry.fused:
-            notes.append({"position": entry.position, "layers": list(entry.layers), "pattern": entry.pattern,
-                          "reason": entry.reason})
+            nodes = _find_run(runner.nodes, list(entry.layers), set())
+            notes.append({"position": entry.position if nodes is None else nodes[0].path, "layers": list(entry.layers),
+                          "pattern": entry.pattern, "reason": entry.reason})
             continue
         nodes = _find_run(runner.nodes, list(entry.layers), used)
         time_ms = share = None
+        position = entry.position
         if nodes is not None:
             used.update(id(node) for node in nodes)
             time_ms = sum(node.row.time_ms for node in nodes)
             share = time_ms / total_ms if total_ms > 0 else 0.0
-        run = FusionRun(entry.position, list(entry.layers), entry.pattern, time_ms, share, estimate=entry.saving)
+            position = nodes[0].path
+        run = FusionRun(position, list(entry.layers), entry.pattern, time_ms, share, estimate=entry.saving)
         fused_node = fused_by_sources.get(tuple(entry.layers))
         if fused_node is not None and time_ms is not None:
             run.fused_time_ms = fused_node.row.time_ms

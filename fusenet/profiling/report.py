@@ -122,6 +122,8 @@ class LayerProfile:
 class FusionRun:
     """A run of layers that a fusion pattern matches (``fusion.report``), with what it costs now.
 
+    ``position`` is the :attr:`LayerProfile.path` of the run's first layer.
+
     ``time_ms``/``share``: the run's summed median time and its fraction of the model's total;
     ``fused_time_ms``: the median time of the fused layer that replaces it in ``model.fuse()``,
     measured in the same run; ``saving_ms`` = ``time_ms - fused_time_ms`` (the estimated saving of
@@ -200,7 +202,8 @@ class ProfileReport:
         pass_sum: :class:`TimeStats` of the per-layer passes, each the sum of its model layers' (and
             the loss's) times; ``samples_ms[i]`` was measured next to ``total.samples_ms[i]``.
         fusion_runs: the runs a fusion pattern matches (:class:`FusionRun`).
-        fusion_notes: runs that were not fused, and why (``{"position", "layers", "pattern", "reason"}``).
+        fusion_notes: runs that were not fused, and why (``{"position", "layers", "pattern", "reason"}``;
+            ``position`` as in :class:`FusionRun`).
         fused_total: :class:`TimeStats` of ``model.fuse()`` on the same input (``None`` if not measured).
     """
 
