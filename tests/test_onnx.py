@@ -101,6 +101,7 @@ CASES = {
     "global-max-cf-keepdims": (lambda: [L.Conv2D(3, 1), L.GlobalMaxPooling2D(keepdims=True)], IMG),
     "global-pool-native": (lambda: [L.GlobalMaxPooling2D(), L.Dense(2)], IMG),
     "global-pool-1d": (lambda: [L.GlobalAveragePooling1D(keepdims=True)], SEQ),
+    "global-max-1d-cf": (lambda: [L.Conv1D(3, 2), L.SpatialDropout1D(0.5), L.GlobalMaxPooling1D()], SEQ),
     "global-pool-3d": (lambda: [L.GlobalMaxPooling3D()], (3, 3, 3, 2)),
     "global-avg-3d-cf": (lambda: [L.Conv3D(2, 1), L.GlobalAveragePooling3D()], (3, 3, 3, 2)),
     # normalization
@@ -153,6 +154,9 @@ CASES = {
     "prelu": (lambda: [L.PReLU(alpha_initializer="ones")], (6,)),
     "prelu-shared-cf": (lambda: [L.Conv2D(3, 1), L.PReLU(shared_axes=[1, 2])], IMG),
     "rrelu": (lambda: [L.RReLU()], (6,)),
+    "torch-style-activations": (lambda: [L.ReLU6(), L.SELU(), L.SiLU(), L.Mish(), L.Hardswish(), L.Hardsigmoid(),
+                                         L.Sigmoid(), L.Tanh(), L.Softsign(), L.LogSigmoid(), L.Tanhshrink()], (6,)),
+    "activation-layer": (lambda: [L.Dense(4), L.Activation("swish")], (6,)),
     "gelu-tanh": (lambda: [L.GELU(approximate="tanh")], (6,)),
     "softplus-options": (lambda: [L.Softplus(beta=2.0, threshold=3.0)], (6,)),
     "hardtanh": (lambda: [L.Hardtanh(-0.5, 2.0)], (6,)),
@@ -206,6 +210,7 @@ CASES = {
     "identities": (lambda: [L.Dropout(0.5), L.GaussianNoise(1.0), L.GaussianDropout(0.3), L.AlphaDropout(0.2),
                             L.ActivityRegularization(l1=0.1), L.Identity(), L.Dense(3)], (5,)),
     "spatial-dropout": (lambda: [L.Conv2D(2, 1), L.SpatialDropout2D(0.5), L.Conv2D(2, 1)], IMG),
+    "spatial-dropout3d": (lambda: [L.SpatialDropout3D(0.5), L.Conv3D(2, 1)], (2, 2, 2, 2)),
 }
 
 
@@ -504,3 +509,20 @@ def test_batchnorms_in_a_row_fold_into_one_kernel(tmp_path, rng):
     for m in (model, fused):
         proto = check_export(m, IMG, tmp_path, rng)
         assert [n.op_type for n in proto.graph.node] == ["Transpose", "Conv", "Relu", "Transpose"]
+
+
+def test_every_supported_layer_has_a_case():
+    def classes(layer):
+        found = {type(layer).__name__}
+        for sub in list(layer._sublayers.values()) + [getattr(layer, "merge", None)]:
+            if sub is not None:
+                found |= classes(sub)
+        return found
+
+    covered = set()
+    for build, _ in CASES.values():
+        for layer in build():
+            covered |= classes(layer)
+    covered.add("Input")
+    missing = sorted(set(fonnx.supported_layers()) - covered)
+    assert not missing, f"supported layers without an onnxruntime case: {missing}"
