@@ -204,6 +204,17 @@ def test_fusenet_model_to_torch(rng):
                              L.GlobalMaxPooling1D(), L.Dense(2)])
     x = rng.normal(size=(3, 8, 3)).astype(np.float32)
     close(torch_out(to_torch(seq), np.moveaxis(x, -1, 1)), seq.predict(x, verbose=0))
+    volume = models.Sequential([
+        L.Input((4, 4, 4, 2)), L.Conv3D(3, 3, padding="same"), L.BatchNormalization(), L.Softmax(axis=-1),
+        L.GaussianNoise(0.5), L.GaussianDropout(0.2), L.ActivityRegularization(0.1), L.Identity(), L.Flatten(),
+        L.AlphaDropout(0.1), L.Dense(2)])
+    for w in volume.weights:
+        w[...] = rng.uniform(0.5, 1.5, size=w.shape)
+    x = rng.normal(size=(2, 4, 4, 4, 2)).astype(np.float32)
+    net = to_torch(volume)
+    assert [type(m).__name__ for m in net] == ["Conv3d", "BatchNorm3d", "Softmax", "Flatten", "AlphaDropout", "Linear"]
+    assert net[2].dim == 1
+    close(torch_out(net, np.moveaxis(x, -1, 1)), volume.predict(x, verbose=0))
 
 
 # ---------------------------------------------------------------- refusals

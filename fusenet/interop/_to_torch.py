@@ -85,9 +85,7 @@ class _ToTorch:
     def convert(self, layer):
         nn = self.nn
         kind = type(layer)
-        if self.flat_channels is not None and kind not in (L.Dense, L.BatchNormalization, L.Dropout, L.LayerNormalization,
-                                                          L.PReLU, L.RReLU) \
-                and not (_is_function_layer(layer) and kind is not L.GLU):
+        if self.flat_channels is not None and not _keeps_feature_order(layer):
             self.refuse(layer, "between a Flatten of channels-first data and the next Dense only activations, "
                                "Dropout, BatchNormalization, LayerNormalization and PReLU are supported")
         if kind in _IDENTITY_LAYERS:
@@ -324,6 +322,14 @@ class _ToTorch:
         else:
             self.refuse(layer, "torch's PReLU has one slope or one per channel")
         self.modules.append(m)
+
+
+def _keeps_feature_order(layer):
+    """Whether ``layer`` may sit between a channels-first Flatten and the Dense that absorbs its feature
+    permutation: per-feature layers (their parameters are permuted too) and permutation-equivariant ones."""
+    per_feature = (L.Dense, L.BatchNormalization, L.LayerNormalization, L.PReLU, L.RReLU, L.Dropout, L.AlphaDropout,
+                   *_IDENTITY_LAYERS)
+    return isinstance(layer, per_feature) or (_is_function_layer(layer) and type(layer) is not L.GLU)
 
 
 def _is_function_layer(layer):
