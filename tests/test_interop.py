@@ -245,6 +245,8 @@ def test_to_torch_refusals():
         from_torch(L.Dense(3))
     with pytest.raises(TypeError, match=r"expected a fusenet Sequential model. Received: int"):
         to_torch(3)
+    with pytest.raises(fusenet.errors.NotBuiltError, match=r"so to_torch\(\) is not available"):
+        to_torch(models.Sequential([L.Dense(2)]))
     attention = models.Sequential([L.Input((4, 6)), L.MultiHeadAttention(2, 3, name="mha")])
     with pytest.raises(ValueError, match=r"layer 'mha' \(MultiHeadAttention\) has no torch.nn equivalent in a "
                                          r"Sequential. Supported layers: \[.*'Conv2D'"):

@@ -31,6 +31,8 @@ _IDENTITY_LAYERS = (L.Identity, L.GaussianNoise, L.GaussianDropout, L.ActivityRe
 
 
 class _ToTorch:
+    """The conversion state: the torch tensor's layout (channels-first or not) and rank, the modules so far."""
+
     def __init__(self, nn, tm, rank, cf, dtype):
         import torch
 
@@ -421,7 +423,7 @@ def to_torch(model):
 
     if not isinstance(model, Sequential):
         raise TypeError(f"fusenet.interop.to_torch: expected a fusenet Sequential model. Received: {type(model).__name__}")
-    model._require_built("totorch_modules()")
+    model._require_built("to_torch()")
     layers = _expand(model._all_layers())
     rank = len(model.input_shape)
     dtype = next((np.dtype(layer.dtype) for layer in layers if layer.dtype is not None), np.dtype("float32"))
