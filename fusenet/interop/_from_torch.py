@@ -214,7 +214,8 @@ class _FromTorch:
             self.need_cf(m)
         elif self.rank == 3 and not self.cf:
             axis = 1  # BatchNorm1d normalises axis 1 of (N, C, L): here the time axis of a channels-last tensor
-        arrays = ([as_numpy(m.weight), as_numpy(m.bias)] if m.affine else []) + [as_numpy(m.running_mean), as_numpy(m.running_var)]
+        arrays = [as_numpy(m.weight), as_numpy(m.bias)] if m.affine else []
+        arrays += [as_numpy(m.running_mean), as_numpy(m.running_var)]
         perm = self.perm(m.num_features, m)
         if perm is not None:
             arrays = [a[perm] for a in arrays]

@@ -18,7 +18,8 @@ moving_mean, moving_variance]``, ...). Fused layers read and write the layers th
 
 Reading matches the layers that have weights by that name (class and order) and checks every
 array's shape before anything changes (layers without weights need no group, so a Keras
-``Activation("relu")`` may stand where the fusenet model has a ``ReLU`` layer); nothing from the file is executed: only numeric datasets stored in the file itself are
+``Activation("relu")`` may stand where the fusenet model has a ``ReLU`` layer); nothing from the
+file is executed: only numeric datasets stored in the file itself are
 read (no links, external or virtual storage, object or string dtypes, or filters beyond HDF5's
 built-in ones). Every problem raises :class:`fusenet.errors.ModelFileError`.
 """
@@ -45,7 +46,8 @@ def _h5py():
     try:
         import h5py
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("Keras .weights.h5 files need the 'h5py' package: pip install h5py (the fusenet extra 'h5').") from exc
+        raise ImportError("Keras .weights.h5 files need the 'h5py' package: pip install h5py "
+                          "(the fusenet extra 'h5').") from exc
     return h5py
 
 

@@ -154,6 +154,11 @@ def _sparse_plus(g, fn, x, v):
     return g.op("Where", [g.op("GreaterOrEqual", [x, one]), x, quad])
 
 
+def _sparse_sigmoid(g, fn, x, v):
+    half = g.op("Mul", [g.op("Add", [x, _c(g, 1.0, "one")]), _c(g, 0.5, "half")])
+    return g.op("Clip", [half, _c(g, 0.0, "min"), _c(g, 1.0, "max")])
+
+
 def _simple(op_type, **attrs):
     def emit(g, fn, x, v):
         values = {k: (a(fn) if callable(a) else a) for k, a in attrs.items()}
@@ -176,8 +181,7 @@ _EMITTERS = {
     F.Threshold: lambda g, fn, x, v: g.op("Where", [g.op("Greater", [x, _c(g, fn.threshold, "threshold")]), x,
                                                     _c(g, fn.default_value, "value")]),
     F.SparsePlus: _sparse_plus,
-    F.SparseSigmoid: lambda g, fn, x, v: g.op("Clip", [g.op("Mul", [g.op("Add", [x, _c(g, 1.0, "one")]), _c(g, 0.5, "half")]),
-                                                      _c(g, 0.0, "min"), _c(g, 1.0, "max")]),
+    F.SparseSigmoid: _sparse_sigmoid,
     F.ELU: _simple("Elu", alpha=lambda fn: float(fn.alpha)),
     F.SELU: _simple("Selu", alpha=SELU_ALPHA, gamma=SELU_SCALE),
     F.CELU: _simple("Celu", alpha=lambda fn: float(fn.alpha)),
