@@ -23,7 +23,7 @@ def _embeddings_initializer(identifier):
 
 
 def _scatter_rows(grad: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> None:
-    """``grad[ids[i]] += rows[i]`` for every ``i``, repeated ids summed (no ``np.add.at``).
+    """``grad[ids[i]] += rows[i]`` for every ``i``, repeated ids summed (no unbuffered ``ufunc.at`` scatter).
 
     ``ids`` is 1-D of length ``n``, ``rows`` is ``(n, dim)``. The ids are sorted (stable),
     equal ids form contiguous runs, ``np.add.reduceat`` sums each run in one pass, and each

@@ -8,7 +8,7 @@ Gathering is NumPy indexing. Its gradient scatters ``g`` into zeros of the input
 - integer arrays may repeat indices, whose gradients must add up. Rows gathered along one axis
   (``x[ids]``, ``take(x, ids, axis)``, e.g. an embedding lookup) are summed by sorting the ids
   and one ``np.add.reduceat`` over the sorted rows; any other integer-array index sums through
-  ``np.bincount`` over flat positions. Neither uses ``np.add.at``.
+  ``np.bincount`` over flat positions. Neither uses the unbuffered ``ufunc.at`` scatter.
 
 The scatter is itself a tape operation whose gradient is the gather again, so indexing is
 differentiable to any order.
