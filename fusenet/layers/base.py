@@ -20,6 +20,7 @@ from .. import regularizers as _regularizers
 from ..errors import BackwardBeforeForwardError, NotBuiltError
 from ..initializers import get as get_initializer
 from ..utils import check_numeric, floatx, result_dtype, standardize_dtype
+from . import symbolic as _symbolic
 
 __all__ = ["Layer", "InputSpec", "check_input", "register_layer", "get_layer_class", "serialize", "deserialize"]
 
@@ -384,6 +385,8 @@ class Layer:
 
     def __call__(self, x, training: bool = False):
         """Check and cast ``x``, build on first use, return ``forward(x, training)``."""
+        if not isinstance(x, np.ndarray) and _symbolic.is_symbolic(x):  # functional API (layers/symbolic.py)
+            return _symbolic.symbolic_call(self, x, training)
         x = self._prepare_input(x)
         y = self.forward(x, training=bool(training))
         if self.activity_regularizer is not None:

@@ -1,7 +1,7 @@
 """The training engine shared by every model: ``compile``, ``fit``, ``evaluate``, ``predict`` and friends.
 
 :class:`Model` holds everything that does not depend on how layers are wired; a subclass
-(:class:`~fusenet.models.Sequential`, later the functional model) provides the graph:
+(:class:`~fusenet.models.Sequential`, :class:`~fusenet.models.Functional`) provides the graph:
 
 - ``_all_layers()``: every layer (the input layer included) in forward order;
 - ``_forward(x, training)`` and ``_backward(dy)``;
@@ -83,6 +83,15 @@ class Model:
     """
 
     _name_counts: dict = {}
+
+    def __new__(cls, *args, **kwargs):
+        """``Model(inputs=..., outputs=...)`` (or ``Model(x, y)``) makes a functional model
+        (:class:`~fusenet.models.Functional`), as in Keras; subclasses are made as usual."""
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            from .functional import Functional
+
+            return super().__new__(Functional)
+        return super().__new__(cls)
 
     def __init__(self, name=None):
         if name is None:
