@@ -22,7 +22,8 @@ Several inputs: pass ``x`` as a list (in ``inputs`` order) or a dict keyed by th
 names. Several outputs: ``y`` likewise (keyed by the output layers' names, :attr:`output_names`);
 ``compile(loss=...)`` takes one loss for every output, a list, or a dict (an output whose loss is
 ``None`` is not trained), and ``loss_weights=`` (list or dict) weighs them; the training loss is
-``sum_k w_k * loss_k``. Metrics apply to every output and are logged as ``<output>_<metric>``;
+``sum_k w_k * loss_k``. ``metrics`` is a list applied to every output, or a dict keyed by output
+names (or a list with one entry per output) for per-output metrics; each is logged as ``<output>_<metric>``;
 ``predict`` returns a list of arrays. ``class_weight`` needs a single output (as Keras).
 
 Restrictions: a layer can appear once in a model (fusenet layers keep one backward cache), names
@@ -539,7 +540,8 @@ class Functional(Model):
         """As :meth:`Model.compile <fusenet.models.model.Model.compile>`, plus, for several outputs: ``loss`` one
         loss for every output, a list (one per output, ``None`` = untrained) or a dict keyed by
         :attr:`output_names`; ``loss_weights`` a list or dict of multipliers (default 1). Metrics apply
-        to every output and are named ``<output>_<metric>``."""
+        to every output (a flat list) or per output (a dict keyed by :attr:`output_names`, or a list of lists),
+        and are named ``<output>_<metric>``."""
         self._pending_loss_weights = loss_weights
         try:
             super().compile(optimizer=optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics)
@@ -579,6 +581,43 @@ class Functional(Model):
             return resolved[0]
         return _OutputLosses(resolved, weights, names, single=n == 1)
 
+    def _check_metric_list(self, specs, what, owner):
+        """A flat list of metric specs; for several outputs also a dict keyed by :attr:`output_names` or a list
+        with one entry (a spec, a list of specs or ``None``) per output. Which output each spec watches
+        (``None``: every output) is kept in ``_metric_targets[what]``."""
+        targets = getattr(self, "_metric_targets", None)
+        if targets is None:
+            targets = self._metric_targets = {}
+        names = self.output_names
+        n = len(names)
+        structured = None
+        if n > 1 and isinstance(specs, dict) and "class_name" not in specs:
+            unknown = sorted(set(specs) - set(names))
+            if unknown:
+                raise ValueError(f"{owner}: {what} names unknown outputs {unknown}; the outputs are {names}.")
+            structured = [specs.get(name) for name in names]
+        elif (n > 1 and isinstance(specs, (list, tuple)) and len(specs) == n
+              and all(s is None or isinstance(s, (list, tuple)) for s in specs)):
+            structured = list(specs)
+        if structured is None:
+            flat = Model._check_metric_list(specs, what, owner)
+            targets[what] = [None] * len(flat)
+            return flat
+        flat, where = [], []
+        for k, entry in enumerate(structured):
+            if entry is None:
+                continue
+            entry = [entry] if isinstance(entry, (str, dict)) or not isinstance(entry, (list, tuple)) else list(entry)
+            checked = Model._check_metric_list(entry, f"{what}[{names[k]!r}]", owner)
+            flat.extend(checked)
+            where.extend([k] * len(checked))
+        targets[what] = where
+        return flat
+
+    def _targets(self, what, count):
+        targets = (getattr(self, "_metric_targets", None) or {}).get(what)
+        return targets if targets is not None and len(targets) == count else [None] * count
+
     def _loss_value_and_gradient(self, y, y_pred, sample_weight):
         if isinstance(self.loss, _OutputLosses):
             return self.loss.value_and_gradient(y, y_pred, sample_weight)
@@ -600,8 +639,12 @@ class Functional(Model):
                 metric = _metrics.MeanMetricWrapper(spec, name=getattr(spec, "__name__", "metric"))
             return _OutputMetric(metric, k, f"{names[k]}_{metric.name}")
 
-        self._metrics = [make(s, k) for k in range(self._n_out) for s in self._metric_specs]
-        self._weighted_metrics = [make(s, k) for k in range(self._n_out) for s in self._weighted_metric_specs]
+        def build(specs, what):
+            targets = self._targets(what, len(specs))
+            return [make(s, k) for k in range(self._n_out) for s, t in zip(specs, targets) if t is None or t == k]
+
+        self._metrics = build(self._metric_specs, "metrics")
+        self._weighted_metrics = build(self._weighted_metric_specs, "weighted_metrics")
         seen = ["loss"]
         for m in self._metrics + self._weighted_metrics:
             if m.name in seen:
@@ -610,26 +653,49 @@ class Functional(Model):
         self._metrics_built = True
 
     def get_compile_config(self):
+        """The base compile config, plus (for several outputs) the per-output losses and metric targets."""
         loss = self.loss
-        if not isinstance(loss, _OutputLosses):
-            return super().get_compile_config()
-        self.loss = None  # the base serialises single losses; the per-output loss is serialised here
+        multi_loss = isinstance(loss, _OutputLosses)
+        if multi_loss:
+            self.loss = None  # the base serialises single losses; the per-output loss is serialised here
         try:
             config = super().get_compile_config()
         finally:
             self.loss = loss
-        config["loss"] = {"class_name": "OutputLosses", "config": loss.get_config()}
+        if config is None:
+            return None
+        if multi_loss:
+            config["loss"] = {"class_name": "OutputLosses", "config": loss.get_config()}
+        targets = {what: self._targets(what, len(specs)) for what, specs in
+                   (("metrics", self._metric_specs), ("weighted_metrics", self._weighted_metric_specs))}
+        if any(t is not None for ts in targets.values() for t in ts):
+            config["metric_outputs"] = targets
         return config
 
     def compile_from_config(self, config) -> None:
-        loss = config.get("loss") if isinstance(config, dict) else None
-        if not (isinstance(loss, dict) and loss.get("class_name") == "OutputLosses"):
+        if not isinstance(config, dict):
             return super().compile_from_config(config)
-        super().compile_from_config({**config, "loss": None})
-        inner = loss.get("config")
-        if not isinstance(inner, dict) or len(inner.get("losses", [])) != self._n_out:
-            raise ValueError(f"{self.describe()}: the saved per-output losses do not fit the model's {self._n_out} outputs.")
-        self.loss = _OutputLosses.from_config(inner, single=self._n_out == 1)
+        loss = config.get("loss")
+        multi_loss = isinstance(loss, dict) and loss.get("class_name") == "OutputLosses"
+        targets = config.get("metric_outputs")
+        base = {k: v for k, v in config.items() if k != "metric_outputs"}
+        if multi_loss:
+            base["loss"] = None
+        super().compile_from_config(base)
+        if multi_loss:
+            inner = loss.get("config")
+            if not isinstance(inner, dict) or len(inner.get("losses", [])) != self._n_out:
+                raise ValueError(
+                    f"{self.describe()}: the saved per-output losses do not fit the model's {self._n_out} outputs."
+                )
+            self.loss = _OutputLosses.from_config(inner, single=self._n_out == 1)
+        if targets is not None:
+            for what, specs in (("metrics", self._metric_specs), ("weighted_metrics", self._weighted_metric_specs)):
+                got = targets.get(what) if isinstance(targets, dict) else None
+                if not isinstance(got, list) or len(got) != len(specs) or not all(
+                        t is None or (isinstance(t, int) and 0 <= t < self._n_out) for t in got):
+                    raise ValueError(f"{self.describe()}: the saved metric targets {targets!r} do not fit the model.")
+                self._metric_targets[what] = list(got)
 
     # ------------------------------------------------------------ summary
     def summary(self, line_length=None, positions=None, print_fn=None, show_trainable=False) -> None:
