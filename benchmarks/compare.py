@@ -9,7 +9,8 @@ Usage::
 Everything runs in one process. For each model and mode the three contenders (fusenet, fused, PyTorch
 with 2 threads, ``eval()`` under ``torch.inference_mode()`` for inference) are built with the same
 weights (``benchmarks/reference_models.py``), warmed up, then run in rounds: one run of each per
-round, in an order that rotates from round to round, so that a busy machine slows all of them alike.
+round, in an order that rotates from round to round, so that a busy machine slows all of them alike;
+the ratios are the medians of the ratios within each round.
 NumPy's OpenBLAS keeps its worker threads spinning for a while (~0.1 s) after a call, and they would
 take a core from a PyTorch run that follows at once, so when the library changes there is a short
 pause and then one untimed call that wakes the new library's threads; runs of the same library follow
@@ -126,8 +127,15 @@ def _ms(seconds) -> float:
     return statistics.median(seconds) * 1e3
 
 
+def _ratio(times, a, b) -> float:
+    """Median over the rounds of ``time(a) / time(b)`` within one round (the runs of a round are
+    seconds apart, so a slow spell of a busy machine affects both sides of each ratio)."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+
 def format_table(results: dict) -> str:
-    """The markdown table of ``{(model, mode): {label: [seconds]}}``."""
+    """The markdown table of ``{(model, mode): {label: [seconds]}}``: median times, and ratios as medians
+    of the per-round ratios."""
     lines = [
         f"| model · mode | PyTorch eager (ms) | fusenet (ms) | fusenet fused (ms) | fusenet / PyTorch | "
         f"fused / PyTorch | fusion speed-up |",
@@ -138,8 +146,9 @@ def format_table(results: dict) -> str:
         torch_ms = _ms(times["torch"]) if "torch" in times else None
         mode_label = "eval" if mode == "eval" else "train step"
         cells = [f"{name} · {mode_label}", "–" if torch_ms is None else f"{torch_ms:.2f}", f"{unfused:.2f}",
-                 f"{fused:.2f}", "–" if torch_ms is None else f"{unfused / torch_ms:.2f}x",
-                 "–" if torch_ms is None else f"{fused / torch_ms:.2f}x", f"{unfused / fused:.2f}x"]
+                 f"{fused:.2f}", "–" if torch_ms is None else f"{_ratio(times, 'fusenet', 'torch'):.2f}x",
+                 "–" if torch_ms is None else f"{_ratio(times, 'fused', 'torch'):.2f}x",
+                 f"{_ratio(times, 'fusenet', 'fused'):.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -178,6 +187,7 @@ def main(argv=None) -> int:
     with_torch = rm.torch is not None and not args.no_torch
     if with_torch:
         rm.torch.set_num_threads(2)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
     results = {}
     for name in models:
@@ -189,8 +199,10 @@ def main(argv=None) -> int:
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
     runs = sorted({len(t) for times in results.values() for t in times.values()})
     runs_text = f"{runs[0]}" if len(runs) == 1 else f"{runs[0]}-{runs[-1]}"
-    print(f"Machine: {_machine()}. float32, PyTorch with 2 threads. Median of {runs_text} alternating runs per "
-          f"contender (ratios < 1x: faster than PyTorch eager). Command: `{command.strip()}` ({elapsed:.0f} s).")
+    load = "" if load_before is None else f", load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after"
+    print(f"Machine: {_machine()}. float32, PyTorch with 2 threads. Median times of {runs_text} alternating runs per "
+          f"contender; ratios are medians of the per-round ratios (< 1x: faster than PyTorch eager). "
+          f"Command: `{command.strip()}` ({elapsed:.0f} s{load}).")
     print()
     print(format_table(results))
     if args.json:
