@@ -14,9 +14,9 @@ Run::
 
 Each pytest-benchmark group shows unfused, fused (and torch) one after the other. The machine is
 shared and noisy, so ``test_side_by_side`` also times unfused and fused *interleaved* (one call of
-each per round, the same input) and prints a table of medians, the unfused/fused ratio and the peak
-memory of one call (``tracemalloc``); these are stored in the benchmark's ``extra_info``
-(``--benchmark-json``). Target: fused block
+each per round, in alternating order, the same input) and prints a table: median times, the
+speed-up (the median of the per-round unfused/fused ratios) and the peak memory of one call
+(``tracemalloc``); these are stored in the benchmark's ``extra_info`` (``--benchmark-json``). Target: fused block
 inference at least 1.3x faster than unfused.
 """
 
@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 
 from fusenet import layers
-from fusenet.fusion import FusedTransformerEncoderBlock, LayerBuilder
+from fusenet.fusion import (FusedDenseResidualLayerNorm, FusedLayerNormDense, FusedMultiHeadAttention,
+                            FusedTransformerEncoderBlock, LayerBuilder)
 
 try:
     import torch
@@ -37,7 +38,7 @@ except ImportError:  # the torch rows are skipped
 
 BATCH, STEPS, D_MODEL, HEADS, FF, DROPOUT = 32, 64, 128, 4, 512, 0.1
 ROUNDS = 30
-INTERLEAVED_ROUNDS = 40
+INTERLEAVED_ROUNDS = 60
 
 
 @pytest.fixture(scope="module")
@@ -167,16 +168,21 @@ def test_reference_model_eval(benchmark, data, variant):
 
 # ---------------------------------------------------------------- interleaved, one table
 def _interleaved(calls, rounds):
-    """Median ms of each callable, timed in turn within every round (so load changes hit all alike)."""
+    """``(median ms of each of the two callables, median of the per-round time ratios first/second)``.
+
+    Each round times both, in alternating order, so that load changes on the shared machine hit
+    both alike; the median of the per-round ratios is the robust speed-up estimate."""
     times = [[] for _ in calls]
     for fn in calls:  # warm up
         fn()
-    for _ in range(rounds):
-        for i, fn in enumerate(calls):
+    for r in range(rounds):
+        order = range(len(calls)) if r % 2 == 0 else reversed(range(len(calls)))
+        for i in order:
             start = time.perf_counter()
-            fn()
+            calls[i]()
             times[i].append(time.perf_counter() - start)
-    return [float(np.median(t)) * 1e3 for t in times]
+    ratios = np.array(times[0]) / np.array(times[1])
+    return [float(np.median(t)) * 1e3 for t in times], float(np.median(ratios))
 
 
 def _peak_mib(fn):
@@ -189,6 +195,26 @@ def _peak_mib(fn):
         tracemalloc.stop()
 
 
+def _layer_rows(x):
+    """The single fused layers at the block's sizes: (name, make fused, unfused call, fused call)."""
+    rng = np.random.default_rng(1)
+    mha = layers.MultiHeadAttention(HEADS, D_MODEL // HEADS, seed=0)
+    mha(x)
+    ln_dense = [layers.LayerNormalization(epsilon=1e-5), layers.Dense(FF, activation="gelu", seed=0)]
+    hidden = ln_dense[1](ln_dense[0](x))
+    skip = [layers.Dense(D_MODEL, seed=0), layers.LayerNormalization(epsilon=1e-5)]
+    skip[1](skip[0](hidden))
+    for layer in [mha] + ln_dense + skip:
+        layer.set_weights([w + rng.normal(scale=0.05, size=w.shape).astype(w.dtype) for w in layer.get_weights()])
+    return [
+        ("MultiHeadAttention", lambda: FusedMultiHeadAttention([mha]), lambda: mha(x), lambda f: f(x)),
+        ("LN -> Dense(gelu)", lambda: FusedLayerNormDense(ln_dense), lambda: ln_dense[1](ln_dense[0](x)),
+         lambda f: f(x)),
+        ("Dense + res -> LN", lambda: FusedDenseResidualLayerNorm(skip), lambda: skip[1](x + skip[0](hidden)),
+         lambda f: f([hidden, x])),
+    ]
+
+
 def test_side_by_side(benchmark, data, capsys):
     """Unfused and fused timed interleaved in one run; prints the table and records the ratios."""
     x, dy = data
@@ -196,27 +222,34 @@ def test_side_by_side(benchmark, data, capsys):
     for norm_first in (True, False):
         block = _block(x, norm_first)
         fused = _fused(block)
-        unfused_ms, fused_ms = _interleaved([lambda: block(x), lambda: fused(x)], INTERLEAVED_ROUNDS)
-        rows.append((f"block {'pre' if norm_first else 'post'}-norm", "eval", unfused_ms, fused_ms,
+        (unfused_ms, fused_ms), ratio = _interleaved([lambda: block(x), lambda: fused(x)], INTERLEAVED_ROUNDS)
+        rows.append((f"block {'pre' if norm_first else 'post'}-norm", "eval", unfused_ms, fused_ms, ratio,
                      _peak_mib(lambda: block(x)), _peak_mib(lambda: fused(x))))
     block = _block(x)
     trained = _fused(copy.deepcopy(block), training=True)
-    unfused_ms, fused_ms = _interleaved([lambda: _train_step(block, x, dy), lambda: _train_step(trained, x, dy)],
-                                        INTERLEAVED_ROUNDS // 2)
-    rows.append(("block pre-norm", "train", unfused_ms, fused_ms, _peak_mib(lambda: _train_step(block, x, dy)),
+    (unfused_ms, fused_ms), ratio = _interleaved([lambda: _train_step(block, x, dy),
+                                                  lambda: _train_step(trained, x, dy)], INTERLEAVED_ROUNDS // 2)
+    rows.append(("block pre-norm", "train", unfused_ms, fused_ms, ratio, _peak_mib(lambda: _train_step(block, x, dy)),
                  _peak_mib(lambda: _train_step(trained, x, dy))))
+    for what, make_fused, unfused_call, fused_call in _layer_rows(x):
+        fused_layer = make_fused()
+        (unfused_ms, fused_ms), ratio = _interleaved([unfused_call, lambda: fused_call(fused_layer)],
+                                                      INTERLEAVED_ROUNDS)
+        rows.append((what, "eval", unfused_ms, fused_ms, ratio, _peak_mib(unfused_call),
+                     _peak_mib(lambda: fused_call(fused_layer))))
     model = _reference_model(x)
     fused_model = LayerBuilder.optimize_sequence(model)
-    unfused_ms, fused_ms = _interleaved([lambda: _run(model, x), lambda: _run(fused_model, x)], INTERLEAVED_ROUNDS)
-    rows.append(("model (2 blocks)", "eval", unfused_ms, fused_ms, _peak_mib(lambda: _run(model, x)),
+    (unfused_ms, fused_ms), ratio = _interleaved([lambda: _run(model, x), lambda: _run(fused_model, x)],
+                                                  INTERLEAVED_ROUNDS)
+    rows.append(("model (2 blocks)", "eval", unfused_ms, fused_ms, ratio, _peak_mib(lambda: _run(model, x)),
                  _peak_mib(lambda: _run(fused_model, x))))
     benchmark.group = "transformer-side-by-side"
     benchmark.pedantic(lambda: _run(fused_model, x), rounds=5, warmup_rounds=1, iterations=1)
     lines = [f"{'what':<20} {'mode':<6} {'unfused ms':>11} {'fused ms':>9} {'speed-up':>9} "
              f"{'unfused peak MiB':>17} {'fused peak MiB':>15}"]
-    for what, mode, u, f, mem_u, mem_f in rows:
-        lines.append(f"{what:<20} {mode:<6} {u:>11.2f} {f:>9.2f} {u / f:>8.2f}x {mem_u:>17.1f} {mem_f:>15.1f}")
-        benchmark.extra_info[f"{what} {mode} speed-up"] = round(u / f, 3)
+    for what, mode, u, f, ratio, mem_u, mem_f in rows:
+        lines.append(f"{what:<20} {mode:<6} {u:>11.2f} {f:>9.2f} {ratio:>8.2f}x {mem_u:>17.1f} {mem_f:>15.1f}")
+        benchmark.extra_info[f"{what} {mode} speed-up"] = round(ratio, 3)
         benchmark.extra_info[f"{what} {mode} peak MiB (unfused, fused)"] = [round(mem_u, 2), round(mem_f, 2)]
     with capsys.disabled():
         print("\n" + "\n".join(lines))
