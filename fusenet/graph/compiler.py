@@ -2,8 +2,10 @@
 
 The callable returned by :func:`compile` looks at each call's input shapes and dtypes (and the
 ``training`` flag). The first call with a new key traces the model for exactly those shapes
-(:func:`~fusenet.graph.trace`), optimises the graph (:func:`~fusenet.graph.passes.optimize`:
-the inference pipeline, or the exact structural passes for ``training=True``) and builds a
+(:func:`~fusenet.graph.trace`, composites unexpanded), optimises the graph
+(:func:`~fusenet.graph.passes.optimize`: the inference pipeline, whose first pass offers whole composite
+layers to the fusion registry before expanding the rest, or the exact structural passes for
+``training=True``) and builds a
 :class:`~fusenet.graph._program.Program`; later calls with the same key reuse it. The cache is
 an LRU of at most ``max_entries`` plans; ``cache_info()`` counts hits, misses and invalidations.
 
@@ -44,23 +46,23 @@ class CompileFallbackWarning(UserWarning):
     """A compiled model runs interpreted because it cannot be traced (the message says why)."""
 
 
-def _fingerprint(layers) -> int:
+def _fingerprint(arrays) -> int:
+    """CRC-32 of the bytes of ``arrays`` (layer weights: created once, updated in place, never rebound)."""
     crc = 0
-    for layer in layers:
-        for w in layer.weights:
-            crc = zlib.crc32(np.ascontiguousarray(w).view(np.uint8), crc)
+    for w in arrays:
+        crc = zlib.crc32(w if w.flags.c_contiguous else np.ascontiguousarray(w), crc)
     return crc
 
 
 class _Plan:
-    __slots__ = ("traced", "graph", "program", "sources", "fingerprint")
+    __slots__ = ("traced", "graph", "program", "arrays", "fingerprint")
 
     def __init__(self, traced, graph, program, sources):
         self.traced = traced
         self.graph = graph
         self.program = program
-        self.sources = sources
-        self.fingerprint = _fingerprint(sources) if sources else None
+        self.arrays = [w for layer in sources for w in layer.weights]
+        self.fingerprint = _fingerprint(self.arrays) if self.arrays else None
 
 
 class CompiledModel:
@@ -144,7 +146,7 @@ class CompiledModel:
         if callable(ensure) and not getattr(self.model, "built", True):
             ensure(np.zeros((1,) + tuple(shapes[0][1:]), dtype=dtypes[0]))
         specs = [TensorSpec(s, d) for s, d in zip(shapes, dtypes)]
-        traced = trace(self.model, specs if len(specs) > 1 else specs[0])
+        traced = trace(self.model, specs if len(specs) > 1 else specs[0], expand=False)
         passes = self.training_passes if training else self.passes
         graph = optimize(traced, training=training, passes=passes)
         kept = {id(layer) for layer in graph.layers}
@@ -154,7 +156,7 @@ class CompiledModel:
     def _plan(self, arrays, training):
         key = self._key(arrays, training)
         plan = self._plans.get(key)
-        if plan is not None and self.check_weights and plan.sources and _fingerprint(plan.sources) != plan.fingerprint:
+        if plan is not None and self.check_weights and plan.arrays and _fingerprint(plan.arrays) != plan.fingerprint:
             self._invalidations += 1
             del self._plans[key]
             plan = None
@@ -210,7 +212,7 @@ class CompiledModel:
         return self._plan(self._inputs(x), training).graph
 
     def traced_graph(self, x, training=False):
-        """The graph as traced, before the passes, for inputs like ``x``."""
+        """The graph as traced (composite layers not expanded), before the passes, for inputs like ``x``."""
         if self.interpreted:
             raise TraceError(self.fallback_reason)
         return self._plan(self._inputs(x), training).traced

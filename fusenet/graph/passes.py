@@ -7,6 +7,9 @@ copies). Each pass appends a line per rewrite to ``graph.notes``.
 =======================  ===========  ====================================================================
 pass                     mode         what it does
 =======================  ===========  ====================================================================
+``expand_composites``    both         ``Residual``/``TransformerEncoderBlock`` nodes become their parts
+                                      (:func:`fusenet.graph.expand_composites`, what :func:`~fusenet.graph.trace`
+                                      does by default)
 :func:`remove_identity`  both         drops ``Identity``, ``Activation("linear")``, ``Dropout(0)``, no-op
                                       ``Reshape``/``Flatten``/``Permute`` (and, for inference,
                                       ``ActivityRegularization``)
@@ -42,8 +45,9 @@ from ..layers.normalization import BatchNormalization
 from ..layers.regularization import ActivityRegularization, Dropout, GaussianDropout, GaussianNoise
 from ..layers.reshaping import Flatten, Permute, Reshape
 from ._graph import LayerGraph
+from .tracing import expand_composites
 
-__all__ = ["remove_identity", "remove_dropout", "merge_reshapes", "fuse_patterns", "fold_batchnorm",
+__all__ = ["expand_composites", "remove_identity", "remove_dropout", "merge_reshapes", "fuse_patterns", "fold_batchnorm",
            "eliminate_dead", "optimize", "INFERENCE_PASSES", "TRAINING_PASSES"]
 
 
@@ -316,11 +320,16 @@ def eliminate_dead(graph: LayerGraph) -> LayerGraph:
 
 
 # ---------------------------------------------------------------- pipelines
-INFERENCE_PASSES = ("remove_identity", "remove_dropout", "merge_reshapes", "fuse_patterns", "fold_batchnorm",
-                    "eliminate_dead")
-TRAINING_PASSES = ("remove_identity", "merge_reshapes", "eliminate_dead")
+#: the default inference pipeline: whole composite layers are offered to the fusion registry first (a
+#: ``TransformerEncoderBlock`` becomes one fused block), what remains is expanded into its parts, then the
+#: parts are cleaned up, fused and folded
+INFERENCE_PASSES = ("fuse_patterns", "expand_composites", "remove_identity", "remove_dropout", "merge_reshapes",
+                    "fuse_patterns", "fold_batchnorm", "eliminate_dead")
+#: the default training pipeline: only exact, structural rewrites over the model's own layers
+TRAINING_PASSES = ("expand_composites", "remove_identity", "merge_reshapes", "eliminate_dead")
 
 _PASSES = {
+    "expand_composites": lambda g, training: expand_composites(g),
     "remove_identity": lambda g, training: remove_identity(g, training=training),
     "remove_dropout": lambda g, training: g if training else remove_dropout(g),
     "merge_reshapes": lambda g, training: merge_reshapes(g),
