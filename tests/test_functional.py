@@ -308,6 +308,7 @@ def test_save_and_load_give_identical_predictions(rng, tmp_path, build):
         np.testing.assert_array_equal(a, b)
     # training continues exactly where it stopped (optimizer state and per-output loss weights restored)
     clone = copy.deepcopy(model)
+    assert clone.get_config() == model.get_config()
     clone.train_on_batch(x, y)
     loaded.train_on_batch(x, y)
     for a, b in zip(loaded.get_weights(), clone.get_weights()):

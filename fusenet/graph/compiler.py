@@ -94,16 +94,17 @@ class CompiledModel:
             self._n_inputs = len(structure.input_nodes)
             self._multi_output = len(structure.outputs) > 1
         except TraceError as exc:
-            self._refuse(exc)
+            self._refuse(exc, stacklevel=4)
 
     # ------------------------------------------------------------ fallback
-    def _refuse(self, exc):
+    def _refuse(self, exc, stacklevel):
         if self.fallback == "raise":
             raise exc
         self.fallback_reason = exc.reason
+        self.cache_clear()
         if self.fallback == "warn":
             warnings.warn(f"fusenet.graph.compile: {self._describe()} runs interpreted: {exc.reason}",
-                          CompileFallbackWarning, stacklevel=3)
+                          CompileFallbackWarning, stacklevel=stacklevel)
 
     def _describe(self):
         describe = getattr(self.model, "describe", None)
@@ -177,7 +178,11 @@ class CompiledModel:
         if self.interpreted:
             return self._run_interpreted(x, training)
         arrays = self._inputs(x)
-        plan = self._plan(arrays, training)
+        try:
+            plan = self._plan(arrays, training)
+        except TraceError as exc:  # a refusal found only for these shapes
+            self._refuse(exc, stacklevel=3)
+            return self._run_interpreted(x, training)
         outputs = plan.program.forward(arrays, training=bool(training))
         self._last_training_plan = plan if training else None
         return outputs if self._multi_output else outputs[0]

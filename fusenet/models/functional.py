@@ -295,7 +295,7 @@ class Functional(Model):
         self._structure = LayerGraph(nodes, out_refs, name=self.name)
         self._program = Program(self._structure)
         self._layers = [n.layer for n in nodes]
-        self._node_inputs = {id(n.layer): [(nodes[src].layer.name, port) for src, port in n.inputs] for n in nodes}
+        self._node_inputs = {n.layer.name: [(nodes[src].layer.name, port) for src, port in n.inputs] for n in nodes}
 
     # ------------------------------------------------------------ structure
     @property
@@ -353,7 +353,7 @@ class Functional(Model):
 
     def connections(self) -> dict:
         """``{layer name: [(source layer name, output index), ...]}``: where each layer reads its inputs."""
-        return {layer.name: list(self._node_inputs[id(layer)]) for layer in self._layers}
+        return {layer.name: list(self._node_inputs[layer.name]) for layer in self._layers}
 
     def build(self, input_shape=None) -> None:
         """A functional model is built when it is made; ``input_shape`` (if given) must fit its inputs."""
@@ -717,7 +717,7 @@ class Functional(Model):
         for node in self._structure.nodes:
             spec = _layers.serialize(node.layer)
             spec.update({"name": node.layer.name,
-                         "inbound": [[name, port] for name, port in self._node_inputs[id(node.layer)]],
+                         "inbound": [[name, port] for name, port in self._node_inputs[node.layer.name]],
                          "multi_input": node.multi_input})
             layers.append(spec)
         return {
