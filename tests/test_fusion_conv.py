@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from fusenet import layers, models
+from fusenet.fusion import _conv_taps
 from fusenet.fusion import (FusedAffineConv, FusedConvBNActivation, FusedConvBNActivationPool,
                             FusedDepthwiseSeparableBNActivation, FusedPointwiseConv, FusedResidualConvBlock, LayerBuilder,
                             conv, report)
-from fusenet.fusion._conv_stage import placed_epilogue
 from tests.contract import LayerCase
 from tests.fusion_check import check_fused_equals_unfused
 
@@ -162,6 +162,38 @@ def _compare_training(fused, ref, x, steps=2):
             np.testing.assert_allclose(a, b, **tol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("cls, kwargs, shape", [
+    (layers.Conv2D, dict(kernel_size=3, padding="same"), (3, 6, 7, 16)),
+    (layers.Conv2D, dict(kernel_size=(3, 2), padding="valid", dilation_rate=2), (3, 9, 8, 16)),
+    (layers.Conv1D, dict(kernel_size=3, padding="causal", dilation_rate=2), (3, 12, 16)),
+    (layers.Conv3D, dict(kernel_size=2, padding="same"), (2, 4, 4, 5, 16)),
+], ids=["2d_same", "2d_valid_dilated", "1d_causal", "3d_same"])
+def test_tap_gemm_path(rng, monkeypatch, dtype, training, cls, kwargs, shape):
+    """Stride-1 convolutions with 16+ channels run as one GEMM per kernel tap (several blocks of rows
+    here): the inference forward and the training input gradient, for Conv-BN-act, Conv-BN-ReLU-MaxPool
+    and the residual block."""
+    monkeypatch.setattr(_conv_taps, "BLOCK_ROWS", 60)
+    monkeypatch.setattr(_conv_taps, "MAX_WASTE", 10.0)
+    x = rng.normal(size=shape).astype(dtype)
+    conv_layer = cls(5, **kwargs)
+    conv_layer(x)
+    assert _conv_taps.use_taps(conv_layer._geometry(x.shape), 1, 16, dtype)
+    pool = {layers.Conv1D: layers.MaxPooling1D, layers.Conv2D: layers.MaxPooling2D, layers.Conv3D: layers.MaxPooling3D}[cls]
+    for use_bias in (False, True):
+        check_fused_equals_unfused(lambda: [cls(5, use_bias=use_bias, dtype=dtype, **kwargs),
+                                            layers.BatchNormalization(), layers.Activation("gelu")],
+                                   x, training, FusedConvBNActivation)
+    check_fused_equals_unfused(lambda: [cls(5, use_bias=False, dtype=dtype, **kwargs), layers.Activation("tanh")],
+                               x, training, FusedConvBNActivation)
+    check_fused_equals_unfused(lambda: [cls(5, use_bias=False, dtype=dtype, **kwargs), layers.BatchNormalization(),
+                                        layers.ReLU(), pool(2)], x, training, FusedConvBNActivationPool)
+    if kwargs.get("padding") != "valid":
+        check_fused_equals_unfused(lambda: [_residual(16, conv=cls, dtype=dtype), layers.ReLU()], x,
+                                   training, FusedResidualConvBlock)
+
+
 # ---------------------------------------------------------------- Conv -> BN -> ReLU -> MaxPooling
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("training", [False, True])
@@ -238,17 +270,6 @@ def test_residual_block(rng, dtype, training, kwargs, final, shape):
         return [_residual(dtype=dtype, **kwargs), final()]
 
     check_fused_equals_unfused(make, rng.normal(size=shape).astype(dtype), training, FusedResidualConvBlock)
-
-
-def test_residual_epilogue_falls_back_when_chunks_cannot_be_placed(rng):
-    out = np.zeros((2, 3, 4, 5))
-    seen = []
-    epilogue, placed = placed_epilogue(out.shape, lambda chunk, *where: seen.append(where))
-    epilogue(out[1:2, 1:3])
-    assert placed() and seen == [(1, 2, 1, 3)]
-    epilogue2, placed2 = placed_epilogue(out.shape, lambda chunk, *where: seen.append(where))
-    epilogue2(np.zeros((2, 3, 4, 5)))  # a fresh array, not a view of the output: nothing placed
-    assert not placed2() and len(seen) == 1
 
 
 def test_residual_inference_places_every_chunk(rng, monkeypatch):

@@ -13,6 +13,7 @@ from ..layers._conv_args import checked_geometry
 from ..layers.pooling import MaxPooling1D, MaxPooling2D, MaxPooling3D
 from .base import FusedLayer
 from ._conv_stage import act_epilogue, as_rows, parse_stages
+from ._conv_taps import conv_blocks
 
 __all__ = ["FusedConvBNActivation", "FusedConvBNActivationPool", "FusedDepthwiseSeparableBNActivation"]
 
@@ -64,8 +65,8 @@ class _FusedConvChain(FusedLayer):
     def backward(self, dy):
         (caches,) = self._saved()
         own = False
-        for stage, cache in zip(reversed(self.stages), reversed(caches)):
-            dy = stage.backward(dy, cache, own)
+        for i in range(len(self.stages) - 1, -1, -1):
+            dy = self.stages[i].backward(dy, caches[i], own, inner=i > 0)
             own = True
         return dy
 
@@ -99,7 +100,9 @@ class FusedConvBNActivationPool(_FusedConvChain):
     ReLU is non-decreasing, so ``maxpool(relu(y)) = relu(maxpool(y))``: the fused layer pools the
     BN output first and applies ReLU to the pooled map only. Gradients are those of the unfused
     run: where a window's maximum is not positive, ReLU's derivative is 0 for every element of it.
-    Inference: the conv on folded weights, the pool, ReLU in place on the pooled map. Training: the
+    Inference: the conv on folded weights; per block of samples, while the conv output is in cache,
+    the pool, then the folded bias and ReLU on the pooled block (adding a per-channel bias commutes
+    with max too), so the full-size map is never written. Training: the
     conv stage with batch statistics (without its activation), the pool, ReLU on the pooled map; the
     backward routes ``dy * (pooled > 0)`` to each window's arg-max and runs the fused BN and conv backward.
     """
@@ -128,9 +131,22 @@ class FusedConvBNActivationPool(_FusedConvChain):
 
     def _inference(self, x):
         ((kernel, bias),) = self.folded()
-        y = self.stages[0].infer(x, kernel, bias, epilogue=None)
-        p = pool_ops.max_pool_forward(y, self._pool_geometry(y.shape))
-        return np.maximum(p, 0, out=p)
+        xv, geom, groups = self.stages[0].op.prepare(x)
+        filters = kernel.shape[-1]
+        pool_geom = self._pool_geometry((x.shape[0],) + geom.out_sizes + (filters,))
+        p = np.empty((x.shape[0],) + pool_geom.out_sizes + (filters,), dtype=x.dtype)
+
+        def finish(valid, n0, n1):  # the pool first: bias and ReLU commute with max, on 1/4 of the values
+            out = p[n0:n1]
+            pooled = pool_ops.max_pool_forward(valid, pool_geom)
+            if bias is None:
+                np.copyto(out, pooled)
+            else:
+                np.add(pooled, bias, out=out)
+            np.maximum(out, 0, out=out)
+
+        conv_blocks(np.ascontiguousarray(xv), kernel, geom, groups, finish)
+        return p
 
     def forward(self, x, training=False):
         if not training:

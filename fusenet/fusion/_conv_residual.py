@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import _conv_ops as ops
 from ..layers.composite import Residual
 from ..layers.merging import Add
 from .base import FusedLayer
 from .dense import activation_of
-from ._conv_stage import act_epilogue, activation_grad, add_and_activate, as_rows, parse_stages, placed_epilogue
+from ._conv_stage import act_epilogue, activation_grad, add_and_activate, as_rows, parse_stages
+from ._conv_taps import conv_blocks
 
 __all__ = ["FusedResidualConvBlock", "residual_block_problem"]
 
@@ -45,8 +45,8 @@ class FusedResidualConvBlock(FusedLayer):
     ``y = act(BN2(conv2(act1(BN1(conv1(x))))) + shortcut(x))``, ``shortcut(x) = x`` or ``BN_s(conv_s(x))``.
 
     Inference: the three BNs folded into their kernels; the shortcut is computed first, then the
-    second conv runs with an epilogue that adds the shortcut's matching chunk and applies the final
-    activation in place while the chunk is in cache. Training: fused stages with batch statistics;
+    second conv adds its bias, the shortcut's matching block and the final activation to each block
+    of samples of its output while the block is in cache. Training: fused stages with batch statistics;
     the add and the final ReLU in place on the second stage's output; the backward computes the
     ReLU derivative once and sends it to the body and to the shortcut.
     """
@@ -90,19 +90,22 @@ class FusedResidualConvBlock(FusedLayer):
         s = self._shortcut_infer(x, folded)
         h = first.infer(x, *folded[0])
         hv, geom, groups = second.op.prepare(h)
-        out_shape = (h.shape[0],) + geom.out_sizes + (folded[1][0].shape[-1],)
-        self._check_merge(out_shape, s.shape)
+        kernel, bias = folded[1]
+        y = np.empty((h.shape[0],) + geom.out_sizes + (kernel.shape[-1],), dtype=h.dtype)
+        self._check_merge(y.shape, s.shape)
         act = act_epilogue(self.act)
 
-        def add_shortcut(chunk, n0, n1, r0, r1):
-            chunk += s[n0:n1, r0:r1]
+        def finish(valid, n0, n1):  # bias, shortcut and activation on each block while it is in cache
+            out = y[n0:n1]
+            if bias is None:
+                np.copyto(out, valid)
+            else:
+                np.add(valid, bias, out=out)
+            out += s[n0:n1]
             if act is not None:
-                act(chunk)
+                act(out)
 
-        epilogue, placed = placed_epilogue(out_shape, add_shortcut)
-        y = ops.conv_forward(np.ascontiguousarray(hv), folded[1][0], geom, groups, bias=folded[1][1], epilogue=epilogue)
-        if not placed():
-            add_shortcut(y, 0, y.shape[0], 0, y.shape[1])
+        conv_blocks(np.ascontiguousarray(hv), kernel, geom, groups, finish)
         return y
 
     # ------------------------------------------------------------ training
@@ -129,7 +132,7 @@ class FusedResidualConvBlock(FusedLayer):
         g2, owned = activation_grad(self.act, pre, post, dy2, own=False)
         # the body first, without overwriting g: the shortcut needs it afterwards
         dz2 = second.bn_backward(g2, c2, own=False)
-        dx = first.backward(second.conv_backward(dz2, c2), c1, own=True)
+        dx = first.backward(second.conv_backward(dz2, c2, inner=True), c1, own=True)
         if self.shortcut:
             dx += self.shortcut[0].backward(g2.reshape(c2.conv_shape), cs, own=owned)
         else:

@@ -3,9 +3,11 @@ convolution, then an optional BatchNormalization, then an optional element-wise 
 
 Every fused conv layer is a chain of stages (plus a pool, a shortcut or an input fold):
 
-- **Inference** runs :func:`~fusenet.layers._conv_ops.conv_forward` on the *folded* kernel and bias
-  (BatchNorm folded once by :func:`~fusenet.fusion.folding.fold_batchnorm`), with the activation as
-  the conv's epilogue: applied in place on each output chunk while it is in cache.
+- **Inference** runs the convolution on the *folded* kernel and bias (BatchNorm folded once by
+  :func:`~fusenet.fusion.folding.fold_batchnorm`), with the activation as the conv's epilogue: applied
+  in place on each output block while it is in cache. Stride-1 convolutions with enough channels
+  run as one accumulating GEMM per kernel tap (:mod:`._conv_taps`, no im2col), the others through
+  :func:`~fusenet.layers._conv_ops.conv_forward` (im2col + GEMM per cache-sized chunk).
 - **Training** keeps the original parameters and reproduces the unfused run bit for bit: the
   BatchNormalization statistics use the layer's own reductions (``bn._channels``: BLAS row sums on
   a widened view), ``mean = sum(z) / m``, ``xc = z - mean`` (written over ``z``),
@@ -31,7 +33,6 @@ Element-wise passes treat arrays as ``(rows, channels)`` matrices and run in blo
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,7 @@ from ..layers.convolution import Conv1D, Conv2D, Conv3D, DepthwiseConv2D, Separa
 from ..layers.core import Dense
 from ..layers.normalization import BatchNormalization
 from .dense import activation_of, is_plain_relu
+from ._conv_taps import conv_infer, tap_conv_input_grad, use_taps
 from .folding import fold_batchnorm
 
 __all__ = []  # private module
@@ -82,41 +84,6 @@ def act_epilogue(fn):
         chunk[...] = fn.forward(chunk)
 
     return apply
-
-
-def placed_epilogue(out_shape, fn):
-    """An epilogue for :func:`conv_forward` that calls ``fn(chunk, n0, n1, r0, r1)``, where the
-    chunk is ``out[n0:n1, r0:r1]`` of the conv output of shape ``out_shape``.
-
-    The position is read off the chunk's address inside the output array (``conv_forward`` passes
-    views of it). Returns ``(epilogue, placed)``: ``placed()`` tells whether every chunk was placed;
-    when the layout is not the expected one the epilogue does nothing and the caller applies ``fn``
-    to the whole output (``fn(out, 0, batch, 0, rows)``).
-    """
-    total = math.prod(out_shape)
-    sample = math.prod(out_shape[1:])
-    row = math.prod(out_shape[2:])
-    state = {"placed": None}
-
-    def epilogue(chunk):
-        base = chunk.base
-        ok = (state["placed"] is not False and base is not None and base.base is None and base.size == total
-              and base.dtype == chunk.dtype and chunk.ndim == len(out_shape) and chunk.flags.c_contiguous
-              and base.flags.c_contiguous)
-        if ok:
-            offset, rest = divmod(chunk.ctypes.data - base.ctypes.data, chunk.itemsize)
-            ok = rest == 0 and 0 <= offset < total and offset % row == 0
-        if not ok:
-            if state["placed"]:
-                raise RuntimeError("fused conv epilogue: a chunk of the convolution output could not be placed")
-            state["placed"] = False
-            return
-        state["placed"] = True
-        n0, r0 = divmod(offset, sample)
-        r0 //= row
-        fn(chunk, n0, n0 + chunk.shape[0], r0, r0 + chunk.shape[1])
-
-    return epilogue, lambda: bool(state["placed"])
 
 
 # ---------------------------------------------------------------- a weighted layer as a convolution
@@ -224,6 +191,7 @@ class StageCache:
     norm: Norm | None
     pre: np.ndarray | None  # activation input rows (only for activations other than ReLU)
     post: np.ndarray | None  # activation output rows
+    taps: bool = False  # the input gradient runs as per-tap GEMMs
 
 
 # ---------------------------------------------------------------- the stage
@@ -254,7 +222,7 @@ class ConvStage:
         xv, geom, groups = self.op.prepare(x)
         if isinstance(epilogue, str):
             epilogue = act_epilogue(self.act)
-        y = ops.conv_forward(np.ascontiguousarray(xv), kernel, geom, groups, bias=bias, epilogue=epilogue)
+        y = conv_infer(np.ascontiguousarray(xv), kernel, geom, groups, bias=bias, epilogue=epilogue)
         return self.op.restore(y, x.shape)
 
     # ------------------------------------------------------------ training forward
@@ -264,7 +232,10 @@ class ConvStage:
         xv, geom, groups = op.prepare(x)
         xv = np.ascontiguousarray(xv)
         xp = ops.pad_input(xv, geom)
+        # the unfused conv's arithmetic (im2col GEMMs), so that BN sees the very same z; only the
+        # input gradient of the backward runs as per-tap GEMMs (no dcol buffer, no col2im)
         zc = ops.conv_forward(xv, op.kernel(), geom, groups, bias=op.bias(), xp=xp)
+        taps = use_taps(geom, groups, xv.shape[-1], xv.dtype)
         z = op.restore(zc, x.shape)
         z2 = as_rows(z)
         act, pre, post, norm, xc = self.act, None, None, None, None
@@ -284,7 +255,7 @@ class ConvStage:
             elif act is not None:
                 pre, post = y2, act.forward(y2)
                 y2 = post
-        cache = StageCache(xp, geom, groups, x.shape, zc.shape, xc, norm, pre, post)
+        cache = StageCache(xp, geom, groups, x.shape, zc.shape, xc, norm, pre, post, taps)
         return y2.reshape(z.shape), cache
 
     def _bn_forward(self, z: np.ndarray, z2: np.ndarray):
@@ -328,15 +299,16 @@ class ConvStage:
         return Norm(chan, inv, bn.trainable), y2
 
     # ------------------------------------------------------------ training backward
-    def backward(self, dy: np.ndarray, cache: StageCache, own: bool = False) -> np.ndarray:
+    def backward(self, dy: np.ndarray, cache: StageCache, own: bool = False, inner: bool = False) -> np.ndarray:
         """``dx`` from ``dy`` (the stage output's gradient); adds every parameter gradient.
 
         ``own=True`` lets the stage overwrite ``dy`` (its one gradient buffer); otherwise the
-        buffer is allocated once (when an activation or BN needs it).
+        buffer is allocated once (when an activation or BN needs it). ``inner=True``: ``dx`` feeds
+        another stage of the same fused layer (see :meth:`conv_backward`).
         """
         dy2 = as_rows(np.ascontiguousarray(dy, dtype=cache.xp.dtype))
         g2, own = activation_grad(self.act, cache.pre, cache.post, dy2, own)
-        return self.conv_backward(self.bn_backward(g2, cache, own), cache)
+        return self.conv_backward(self.bn_backward(g2, cache, own), cache, inner)
 
     def bn_backward(self, g2: np.ndarray, cache: StageCache, own: bool) -> np.ndarray:
         """``dz`` from ``g`` (the gradient after the activation), BN grads added; in place when ``own``.
@@ -369,9 +341,20 @@ class ConvStage:
                 ob += c
         return out
 
-    def conv_backward(self, dz2: np.ndarray, cache: StageCache) -> np.ndarray:
-        """``dx`` of the convolution from ``dz`` (rows); adds the kernel and bias gradients."""
-        dx, dk = ops.conv_backward(cache.xp, dz2.reshape(cache.conv_shape), self.op.kernel(), cache.geom, cache.groups)
+    def conv_backward(self, dz2: np.ndarray, cache: StageCache, inner: bool = False) -> np.ndarray:
+        """``dx`` of the convolution from ``dz`` (rows); adds the kernel and bias gradients.
+
+        The kernel gradient is the unfused conv's (im2col GEMMs). The input gradient runs as per-tap
+        GEMMs where :func:`use_taps` says so, unless ``inner``: a ``dx`` that feeds another stage of the
+        same layer (a BatchNormalization backward, whose batch sums spread any rounding difference over
+        every element) keeps the unfused arithmetic.
+        """
+        dz, kernel = dz2.reshape(cache.conv_shape), self.op.kernel()
+        if cache.taps and not inner:
+            _, dk = ops.conv_backward(cache.xp, dz, kernel, cache.geom, cache.groups, need_dx=False)
+            dx = tap_conv_input_grad(dz, kernel, cache.geom, cache.x_shape)
+        else:
+            dx, dk = ops.conv_backward(cache.xp, dz, kernel, cache.geom, cache.groups)
         self.op.add_grads(dk, dz2)
         return dx.reshape(cache.x_shape)
 
