@@ -52,8 +52,8 @@ def two_inputs_two_outputs():
     b = layers.Input((4,), name="b")
     ha = layers.Dense(8, activation="tanh", name="da")(a)
     hb = layers.Dense(8, activation="tanh", name="db")(b)
-    cls = layers.Dense(3, activation="softmax", name="cls")(layers.Concatenate()([ha, hb]))
-    reg = layers.Dense(1, name="reg")(layers.Add()([ha, hb]))
+    cls = layers.Dense(3, activation="softmax", name="cls")(layers.Concatenate(name="concat")([ha, hb]))
+    reg = layers.Dense(1, name="reg")(layers.Add(name="sum")([ha, hb]))
     return models.Model(inputs=[a, b], outputs=[cls, reg])
 
 
@@ -93,7 +93,7 @@ def test_layers_and_weights_follow_the_topological_order():
     assert names.index("da") < names.index("cls") and names.index("db") < names.index("reg")
     assert model.input_names == ["a", "b"] and model.output_names == ["cls", "reg"]
     assert model.input_shape == [(None, 6), (None, 4)] and model.output_shape == [(None, 3), (None, 1)]
-    assert model.connections()["add"] == [("da", 0), ("db", 0)]
+    assert model.connections()["sum"] == [("da", 0), ("db", 0)]
     assert len(model.get_weights()) == 8
     assert model.get_layer("reg") is model.layers[names.index("reg")]
 
