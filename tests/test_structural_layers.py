@@ -209,3 +209,11 @@ def test_merge_input_errors(rng):
         layers.Cropping2D(2)(rng.normal(size=(1, 4, 4, 1)))
     with pytest.raises(ValueError, match=r"TimeDistributed.*rank >= 3"):
         layers.TimeDistributed(layers.Dense(2))(rng.normal(size=(2, 3)))
+
+
+def test_residual_in_sequential_builds_sublayers_in_its_dtype():
+    from fusenet import models
+
+    block = layers.Residual([layers.Dense(4), layers.Dense(4)], dtype="float64")
+    model = models.Sequential([layers.Input((4,)), block])
+    assert model.built and all(layer.dtype == "float64" for layer in block.body)

@@ -100,8 +100,8 @@ class Residual(Layer):
         return dx + dx_short
 
     def compute_output_shape(self, input_shape):
-        body_shape = _chain_shape(self.body, input_shape)
-        short_shape = _chain_shape(self.shortcut, input_shape)
+        body_shape = _chain_shape(self.body, input_shape, self.dtype)
+        short_shape = _chain_shape(self.shortcut, input_shape, self.dtype)
         return tuple(self.merge.compute_output_shape([body_shape, short_shape]))
 
     def get_config(self):
