@@ -375,7 +375,8 @@ class FusedMultiHeadAttention(FusedLayer):
     Inference: ONE GEMM ``x @ [Wq/sqrt(k) | Wk | Wv]`` (kernel packed once, ``(d, h*(2k+v))``,
     cached), the scores ``K Q^T`` per ``(batch, head)`` as one batched matmul (keys first, as the
     source layer), the softmax in place (maximum subtracted, ``exp`` in place, the division moved to
-    the ``(B, h, T, v)`` output), and the output GEMM. Training: the same parameters, dropout masks
+    the ``(B, h, T, v)`` output), and the output GEMM, on chunks of whole sequences of about
+    ``INFERENCE_CHUNK_ROWS`` rows (the scores stay in the cache). Training: the same parameters, dropout masks
     drawn from the source layer's generator as it draws them, and a backward that writes
     ``dq``/``dk``/``dv`` into one packed buffer for one weight GEMM and one input GEMM.
     Weights: the MultiHeadAttention's, in Keras order. Cross-attention (a list input) is not fused.
