@@ -284,6 +284,19 @@ def test_keras_layouts_and_float32(rng):
     assert layers.Conv1D(2, 3)(np.ones((1, 5, 2), dtype=np.float64)).dtype == np.float64
 
 
+@pytest.mark.parametrize("case", CONTRACT_CASES, ids=lambda c: c.id)
+def test_float32_end_to_end_and_inference_keeps_nothing(case, rng):
+    """No silent float64: outputs, input gradients and parameter gradients stay float32."""
+    layer = case.make()
+    x = case.make_input(rng).astype(np.float32)
+    y = layer(x, training=True)
+    dx = layer.backward(np.ones_like(y))
+    assert y.dtype == dx.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in layer.grads.values())
+    layer(x, training=False)
+    assert layer._cache is None
+
+
 @pytest.mark.parametrize("make, in_shape, out_shape", [
     (lambda: layers.Conv2D(3, 3, strides=2, padding="same"), (1, 7, 8, 2), (1, 4, 4, 3)),
     (lambda: layers.Conv2D(3, 3, strides=2, padding="valid"), (1, 7, 8, 2), (1, 3, 3, 3)),
