@@ -7,7 +7,7 @@ NumPy's BLAS uses its default (2 threads on the reference machine).
 
 Run::
 
-    cd /work/main && /work/venv/bin/python -m pytest benchmarks -k lstm --benchmark-only \
+    cd /work/main && /work/venv/bin/python -m pytest benchmarks -k test_lstm_ --benchmark-only \
         --benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name
 
 pytest-benchmark prints, per group, each column with its ratio to the fastest in parentheses:
