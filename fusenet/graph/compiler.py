@@ -1,20 +1,32 @@
-"""``fusenet.graph.compile(model)``: trace, optimise and run the graph, cached by input shape.
+"""``fusenet.graph.compile(model)``: trace, optimise, lower and run the graph, cached by input shape.
 
 The callable returned by :func:`compile` looks at each call's input shapes and dtypes (and the
 ``training`` flag). The first call with a new key traces the model for exactly those shapes
 (:func:`~fusenet.graph.trace`, composites unexpanded), optimises the graph
 (:func:`~fusenet.graph.passes.optimize`: the inference pipeline, whose first pass offers whole composite
 layers to the fusion registry before expanding the rest, or the exact structural passes for
-``training=True``) and builds a
-:class:`~fusenet.graph._program.Program`; later calls with the same key reuse it. The cache is
+``training=True``) and turns it into a plan; later calls with the same key reuse it. The cache is
 an LRU of at most ``max_entries`` plans; ``cache_info()`` counts hits, misses and invalidations.
 
-Inference plans may hold folded or fused copies of some layers' weights; before each call the
-compiled model compares a checksum (CRC-32) of those source weights with the one taken when the
-plan was built, and rebuilds stale plans (``check_weights=False`` skips this when the weights are
-known not to change; :meth:`CompiledModel.cache_clear` forgets every plan). Training plans run
-the model's own layers, so a training call followed by :meth:`CompiledModel.backward` puts the
-gradients into the model's layers exactly as the interpreted model does.
+An inference plan is generated Python source (``compiled.code``): one straight-line function
+over named arrays, one block per node. Dense layers, convolutions (plain, BatchNorm-folded, fused
+with their activation, max-pool, residual add), BatchNormalization, ReLU, Add, max and global
+pooling write into arrays planned by liveness (intermediate arrays are reused within a call and
+across calls: after the first call of a batch size, a call allocates only the copies of the outputs
+it returns); the shape-specialised work (convolution geometry, chunking, GEMM layouts, folded
+weights, the views of every block) is done once per plan and batch size; reshapes are views; any
+other layer is called (``layer.forward`` directly: the plan already checked the input). A training
+plan is generated source too: the forward over the model's own layers and the backward in reverse
+order with the fan-out sums written out, so that gradients land in the model's layers exactly as
+in interpreted training (:meth:`CompiledModel.backward`, :meth:`CompiledModel.train_step`).
+
+Inference plans hold folded copies of some weights; before each call the compiled model checks
+that the source weights did not change and rebuilds stale plans: ``check_weights="sample"``
+(default) compares three elements of every source weight array (bit for bit), which catches every
+update fusenet makes -- optimizer steps, ``set_weights``, loading -- since each rewrites whole
+arrays; ``"full"`` compares a CRC-32 of all their bytes (exact, a pass over the weights per call);
+``False`` never checks (:meth:`CompiledModel.cache_clear` forgets every plan). Calls share the plan's
+arrays, so one compiled model must not be called from two threads at once.
 
 A model that cannot be traced (:class:`~fusenet.graph.TraceError`: a custom model class with its
 own ``_forward``, a layer marked ``dynamic=True``) runs interpreted: ``fallback="warn"`` (default)
@@ -32,14 +44,16 @@ import numpy as np
 
 from ..layers.base import Layer
 from ..utils import check_numeric, check_positive_int
+from ._codegen import InferencePlan, TrainingPlan
 from ._graph import TensorSpec, TraceError
-from ._program import Program
 from .passes import optimize
 from .tracing import check_traceable, trace
 
 __all__ = ["compile", "CompiledModel", "CompileFallbackWarning", "CacheInfo"]
 
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "entries", "max_entries", "invalidations"])
+
+_CHECKS = ("sample", "full")
 
 
 class CompileFallbackWarning(UserWarning):
@@ -54,41 +68,89 @@ def _fingerprint(arrays) -> int:
     return crc
 
 
-class _Plan:
-    __slots__ = ("traced", "graph", "program", "arrays", "fingerprint")
+class _WeightGuard:
+    """Tells whether the weights a plan copied or folded changed since the plan was built.
 
-    def __init__(self, traced, graph, program, sources):
+    ``"sample"``: the bit patterns of three elements of each array (first, middle, last); ``"full"``:
+    a CRC-32 of every byte."""
+
+    def __init__(self, arrays, mode):
+        self.arrays, self.mode = arrays, mode
+        if mode == "full":
+            self.value = _fingerprint(arrays)
+            return
+        self.probes = []
+        for a in arrays:
+            if a.size == 0:
+                continue
+            bits = a.reshape(-1).view(f"u{a.dtype.itemsize}") if a.flags.c_contiguous else None
+            if bits is None:  # pragma: no cover - layer weights are contiguous
+                self.probes.append((lambda a=a: _fingerprint([a]), None))
+                continue
+            n = a.size
+            for i in sorted({0, n // 2, n - 1}):
+                self.probes.append((bits.item, i))
+        self.value = self._sample()
+
+    def _sample(self):
+        return [f() if i is None else f(i) for f, i in self.probes]
+
+    def stale(self) -> bool:
+        if self.mode == "full":
+            return _fingerprint(self.arrays) != self.value
+        return self._sample() != self.value
+
+
+class _Plan:
+    __slots__ = ("traced", "graph", "training", "inference", "trainer", "guard")
+
+    def __init__(self, traced, graph, training, inference, trainer, sources, check):
         self.traced = traced
         self.graph = graph
-        self.program = program
-        self.arrays = [w for layer in sources for w in layer.weights]
-        self.fingerprint = _fingerprint(self.arrays) if self.arrays else None
+        self.training = training
+        self.inference = inference
+        self.trainer = trainer
+        arrays = [w for layer in sources for w in layer.weights]
+        self.guard = _WeightGuard(arrays, check) if (arrays and check) else None
+
+    @property
+    def source(self) -> str:
+        return (self.trainer or self.inference).source
 
 
 class CompiledModel:
     """A model compiled into cached execution plans (see :func:`compile`).
 
     Call it like the model: ``compiled(x)`` or ``compiled(x, training=True)`` (a list of arrays for
-    a model with several inputs; a list of outputs for several outputs).
+    a model with several inputs; a list of outputs for several outputs). After a training call,
+    :meth:`backward` back-propagates through the same plan; :meth:`train_step` runs a whole optimizer
+    step of a compiled fusenet model. ``code`` is the generated source of the last plan used.
     """
 
     def __init__(self, model, max_entries=8, dynamic_batch=False, fallback="warn", passes=None, training_passes=None,
-                 check_weights=True):
+                 check_weights="sample"):
         self.model = model
         self.max_entries = check_positive_int(max_entries, "max_entries", "fusenet.graph.compile")
         if fallback not in ("warn", "silent", "raise"):
             raise ValueError(f"fusenet.graph.compile: expected fallback to be 'warn', 'silent' or 'raise'. "
                              f"Received: fallback={fallback!r}")
+        if check_weights is True:
+            check_weights = "sample"
+        if check_weights is not False and check_weights not in _CHECKS:
+            raise ValueError(f"fusenet.graph.compile: expected check_weights to be 'sample', 'full', True or False. "
+                             f"Received: check_weights={check_weights!r}")
         self.fallback = fallback
         self.dynamic_batch = bool(dynamic_batch)
         self.passes = passes
         self.training_passes = training_passes
-        self.check_weights = bool(check_weights)
+        self.check_weights = check_weights
         self._plans: OrderedDict = OrderedDict()
         self._hits = self._misses = self._invalidations = 0
         self._last_training_plan = None
+        self._last_plan = None
         self.fallback_reason = None
         self._n_inputs = None
+        self._multi_output = False
         try:
             structure = check_traceable(model)
             self._n_inputs = len(structure.input_nodes)
@@ -124,25 +186,38 @@ class CompiledModel:
 
     # ------------------------------------------------------------ inputs and keys
     def _inputs(self, x):
+        if type(x) is np.ndarray and self._n_inputs == 1 and x.ndim and x.dtype.kind in "biuf":
+            return [x]  # the common case, checked in one line
         multi = self._n_inputs is not None and self._n_inputs > 1
+        packed = getattr(x, "arrays", None)  # a functional model's tuple of input arrays
+        if isinstance(packed, (list, tuple)) and not isinstance(x, np.ndarray):
+            x = list(packed)
         items = list(x) if multi and isinstance(x, (list, tuple)) else [x]
         if self._n_inputs is not None and len(items) != self._n_inputs:
             raise ValueError(f"{self._describe()} (compiled) expects {self._n_inputs} input arrays, "
                              f"but received {len(items)}.")
         arrays = []
         for i, item in enumerate(items):
-            arr = check_numeric(item, f"{self._describe()} (compiled), input {i},")
+            arr = item if type(item) is np.ndarray and item.dtype.kind in "biuf" else \
+                check_numeric(item, f"{self._describe()} (compiled), input {i},")
             if arr.ndim == 0:
                 raise ValueError(f"{self._describe()} (compiled): input {i} needs a batch axis. Received a scalar.")
             arrays.append(arr)
+        if self.dynamic_batch and len({a.shape[0] for a in arrays}) > 1:
+            raise ValueError(f"{self._describe()} (compiled): with dynamic_batch=True every input needs the same batch "
+                             f"size. Received shapes {[a.shape for a in arrays]}.")
         return arrays
 
     def _key(self, arrays, training):
-        shapes = tuple(((None,) + a.shape[1:]) if self.dynamic_batch else a.shape for a in arrays)
-        return shapes, tuple(a.dtype.name for a in arrays), bool(training)
+        if self.dynamic_batch:
+            shapes = tuple((None,) + a.shape[1:] for a in arrays)
+        else:
+            shapes = tuple(a.shape for a in arrays)
+        return shapes, tuple(a.dtype for a in arrays), bool(training)
 
     def _build(self, key):
         shapes, dtypes, training = key
+        dtypes = tuple(np.dtype(d).name for d in dtypes)
         ensure = getattr(self.model, "_ensure_built", None)
         if callable(ensure) and not getattr(self.model, "built", True):
             ensure(np.zeros((1,) + tuple(shapes[0][1:]), dtype=dtypes[0]))
@@ -150,14 +225,19 @@ class CompiledModel:
         traced = trace(self.model, specs if len(specs) > 1 else specs[0], expand=False)
         passes = self.training_passes if training else self.passes
         graph = optimize(traced, training=training, passes=passes)
+        name = getattr(self.model, "name", None) or traced.name
+        if training:
+            return _Plan(traced, graph, True, None, TrainingPlan(graph, name=f"{name} (training)"), [], False)
+        plan = InferencePlan(graph, dtypes, name=name)
         kept = {id(layer) for layer in graph.layers}
         sources = [layer for layer in _unique(traced.layers) if id(layer) not in kept and layer.weights]
-        return _Plan(traced, graph, Program(graph, direct=not training), sources)
+        sources += [layer for layer in _unique(plan.snapshots) if layer.weights]
+        return _Plan(traced, graph, False, plan, None, _unique(sources), self.check_weights)
 
     def _plan(self, arrays, training):
         key = self._key(arrays, training)
         plan = self._plans.get(key)
-        if plan is not None and self.check_weights and plan.arrays and _fingerprint(plan.arrays) != plan.fingerprint:
+        if plan is not None and plan.guard is not None and plan.guard.stale():
             self._invalidations += 1
             del self._plans[key]
             plan = None
@@ -170,6 +250,7 @@ class CompiledModel:
         else:
             self._hits += 1
             self._plans.move_to_end(key)
+        self._last_plan = plan
         return plan
 
     # ------------------------------------------------------------ calling
@@ -183,8 +264,12 @@ class CompiledModel:
         except TraceError as exc:  # a refusal found only for these shapes
             self._refuse(exc, stacklevel=3)
             return self._run_interpreted(x, training)
-        outputs = plan.program.forward(arrays, training=bool(training))
-        self._last_training_plan = plan if training else None
+        if plan.training:
+            outputs = plan.trainer.forward(*arrays)
+            self._last_training_plan = plan
+        else:
+            outputs = plan.inference.function(arrays[0].shape[0])(*arrays)
+            self._last_training_plan = None
         return outputs if self._multi_output else outputs[0]
 
     def backward(self, dy):
@@ -197,8 +282,26 @@ class CompiledModel:
             raise RuntimeError(
                 f"{self._describe()} (compiled): backward() needs a preceding call with training=True."
             )
-        grads = self._last_training_plan.program.backward(list(dy) if self._multi_output else [dy])
+        grads = self._last_training_plan.trainer.backward(*(list(dy) if self._multi_output else [dy]))
         return grads if len(grads) > 1 else grads[0]
+
+    def train_step(self, x, y, sample_weight=None):
+        """One optimizer step of the compiled fusenet model on the batch ``(x, y)``, forward and backward
+        through the training plan: gradients zeroed, ``loss = loss_fn(y, y_pred, sample_weight) +
+        regularization``, backward, regularization gradients, ``optimizer.apply`` -- the model's own
+        training step (:meth:`fusenet.models.Model.compile` with ``jit_compile=True`` makes ``fit`` use this).
+        Returns ``(loss, y_pred)``; the model's loss tracker and metrics are the training loop's business."""
+        step = getattr(self.model, "_gradient_step", None)
+        if not callable(step):
+            raise TypeError(f"{self._describe()} (compiled): train_step needs a fusenet model compiled with an optimizer "
+                            "and a loss; call forward and backward yourself for a layer or a list of layers.")
+        assert_compiled = getattr(self.model, "_assert_compiled", None)
+        if callable(assert_compiled):
+            assert_compiled(f"{self._describe()} (compiled).train_step")
+        return step(x, y, sample_weight, forward=self._train_forward, backward=self.backward)
+
+    def _train_forward(self, x, training=True):
+        return self(x, training=training)
 
     # ------------------------------------------------------------ the cache
     def cache_info(self) -> CacheInfo:
@@ -209,18 +312,37 @@ class CompiledModel:
         """Forget every plan (the counters stay)."""
         self._plans.clear()
         self._last_training_plan = None
+        self._last_plan = None
 
     def graph(self, x, training=False):
         """The optimised :class:`~fusenet.graph.LayerGraph` used for inputs like ``x`` (built if needed)."""
-        if self.interpreted:
-            raise TraceError(self.fallback_reason)
-        return self._plan(self._inputs(x), training).graph
+        return self._plan_for(x, training).graph
 
     def traced_graph(self, x, training=False):
         """The graph as traced (composite layers not expanded), before the passes, for inputs like ``x``."""
+        return self._plan_for(x, training).traced
+
+    def _plan_for(self, x, training):
         if self.interpreted:
             raise TraceError(self.fallback_reason)
-        return self._plan(self._inputs(x), training).traced
+        return self._plan(self._inputs(x), training)
+
+    @property
+    def code(self) -> str:
+        """The generated Python source of the plan used last (see :meth:`code_for`)."""
+        if self._last_plan is None:
+            raise ValueError(f"{self._describe()} (compiled) has no plan yet: call it on data first, or use "
+                             "code_for(x).")
+        return self._last_plan.source
+
+    def code_for(self, x, training=False) -> str:
+        """The generated Python source of the plan for inputs like ``x`` (built if needed)."""
+        return self._plan_for(x, training).source
+
+    def buffer_nbytes(self, x) -> int:
+        """Bytes of the arrays an inference plan holds between calls for inputs like ``x``."""
+        arrays = self._inputs(x)
+        return self._plan_for(x, False).inference.nbytes(arrays[0].shape[0])
 
     def __repr__(self):
         info = self.cache_info()
@@ -238,18 +360,20 @@ def _unique(layers):
 
 
 def compile(model, max_entries=8, dynamic_batch=False, fallback="warn", passes=None, training_passes=None,
-            check_weights=True) -> CompiledModel:  # noqa: A001 - the public name, as torch.compile
+            check_weights="sample") -> CompiledModel:  # noqa: A001 - the public name, as torch.compile
     """Compile ``model`` (a ``Sequential``, a functional ``Model``, a ``Layer`` or a list of layers) into a
     callable that runs its optimised graph, one plan per input shape/dtype/training key.
 
     Args:
         max_entries: the most plans kept (least recently used dropped first).
-        dynamic_batch: key plans on the per-sample shape only, so a new batch size reuses the plan.
+        dynamic_batch: key plans on the per-sample shape only, so a new batch size reuses the plan (its
+            arrays are bound once per batch size; the last four batch sizes stay bound).
         fallback: what to do when the model cannot be traced: ``"warn"`` (run interpreted, warn once),
             ``"silent"`` or ``"raise"`` (:class:`~fusenet.graph.TraceError`).
         passes, training_passes: the pass pipelines (names or functions) for inference and training plans;
             default :data:`~fusenet.graph.passes.INFERENCE_PASSES` / :data:`~fusenet.graph.passes.TRAINING_PASSES`.
-        check_weights: rebuild a plan holding folded copies when the source weights changed.
+        check_weights: how a plan holding folded copies notices that the source weights changed:
+            ``"sample"`` (default, or ``True``), ``"full"`` or ``False`` (see the module documentation).
 
     The compiled callable gives the model's numbers: inference plans agree to float rounding (folded
     BatchNorm, fused layers); training plans run the model's own layers with the exact passes only.

@@ -1,0 +1,332 @@
+"""Private: the inference arithmetic of compiled plans, written into preallocated arrays.
+
+Each runner here is built once per plan and batch size (the shape-specialised work: convolution
+geometry, chunking, GEMM layouts, the views of every block and kernel tap) and then called on
+every inference with no allocation of its own: its input, output and workspaces are arrays the
+plan owns (:mod:`fusenet.graph._memory`). The arithmetic is that of the layers' own inference
+paths (:func:`fusenet.layers._conv_ops.conv_forward`, :mod:`fusenet.fusion._conv_taps`), so
+compiled and interpreted execution agree to float rounding.
+
+A convolution reads a *staged* input: ``(batch, *spans, channels)`` with the padding zeros
+around the input (:func:`~fusenet.layers._conv_ops.pad_input`'s layout). The stage is either the
+input buffer itself (no padding), or a workspace into which the runner copies its input and
+whose border it zeroes, or -- when the producer of the input can write into a strided view --
+the producer writes straight into the stage's interior and the copy disappears.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+from scipy.linalg import blas
+
+from ..fusion._conv_taps import BLOCK_ROWS, use_taps
+from ..layers import _conv_ops as ops
+
+__all__ = []  # private module
+
+_GEMM = {np.dtype(np.float32): blas.sgemm, np.dtype(np.float64): blas.dgemm}
+
+#: budget in bytes of one im2col chunk in compiled plans (smaller than the layers' CHUNK_BYTES: the
+#: chunk is a workspace of the plan, counted in its memory, and 2 MB GEMMs run as fast here)
+COL_BYTES = 2 << 20
+
+
+# ---------------------------------------------------------------- staging (padding)
+class Stage:
+    """Where a convolution reads its input: ``shape(batch)`` ``(batch, *spans, channels)``; ``dst``/``src`` the
+    index tuples of the copied region (``stage[dst] = x[src]``); ``borders`` the index tuples zeroed
+    before each call (the padding). ``identity``: no padding and nothing cut, the input itself will do."""
+
+    def __init__(self, x_shape, geom):
+        spans = geom.spans
+        self.tail = tuple(spans) + (x_shape[-1],)
+        src, dst, borders = [slice(None)], [slice(None)], []
+        for a, (n, sp, p) in enumerate(zip(geom.in_sizes, spans, geom.pad_before)):
+            keep = max(0, min(n, sp - p))
+            src.append(slice(0, keep))
+            dst.append(slice(p, p + keep))
+            lead = (slice(None),) * (a + 1)
+            if p > 0:
+                borders.append(lead + (slice(0, p),))
+            if p + keep < sp:
+                borders.append(lead + (slice(p + keep, sp),))
+        self.src, self.dst, self.borders = tuple(src), tuple(dst), borders
+        self.identity = not borders and tuple(spans) == tuple(geom.in_sizes)
+        #: the whole input is copied (so a producer may write into ``stage[dst]`` instead)
+        self.covers_input = all(s.stop == n for s, n in zip(src[1:], geom.in_sizes))
+
+    def shape(self, batch) -> tuple:
+        return (batch,) + self.tail
+
+
+# ---------------------------------------------------------------- max pooling into out
+class MaxPoolInto:
+    """``out = max over the window taps`` (:func:`fusenet.layers._pool_ops.max_pool_forward` into ``out``)."""
+
+    def __init__(self, geom):
+        self.geom = geom
+        regions = []
+        for tap in ops._taps(geom):
+            ranges = ops._tap_ranges(geom, tap)
+            if ranges is None:
+                continue
+            regions.append(((slice(None),) + tuple(o for o, _ in ranges) + (slice(None),),
+                            (slice(None),) + tuple(i for _, i in ranges) + (slice(None),)))
+        first = regions[0] if regions else None
+        self.first_full = first is not None and all(
+            o.start == 0 and o.stop == n for o, n in zip(first[0][1:-1], geom.out_sizes))
+        self.regions = regions[1:] if self.first_full else regions
+        self.first = first
+
+    def __call__(self, x, out):
+        if self.first_full:
+            np.copyto(out, x[self.first[1]])
+        else:
+            out.fill(-np.inf)
+        for o, i in self.regions:
+            region = out[o]
+            np.maximum(region, x[i], out=region)
+
+
+# ---------------------------------------------------------------- convolution
+def conv_method(geom, groups, channels, dtype) -> str:
+    """``"depthwise"``, ``"pointwise"``, ``"taps"`` or ``"im2col"``: the layers' own choice for this convolution."""
+    if groups > 1 and channels == groups:
+        return "depthwise"
+    if ops._is_pointwise(geom):
+        return "pointwise"
+    if use_taps(geom, groups, channels, dtype):
+        return "taps"
+    return "im2col"
+
+
+class ConvSpec:
+    """A convolution for one input shape (batch size aside): ``act(conv(x) + bias [+ residual])``,
+    or with ``pool`` (a max-pool geometry) ``relu(maxpool(conv(x)) + bias)`` (ReLU commutes with max).
+
+    ``kernel`` in ConvND layout ``(*K, C // groups, F)`` (a DepthwiseConv2D kernel as ``(kh, kw, 1, C * m)``
+    with ``groups = C``), in the computation dtype; ``epilogue`` an in-place activation or ``None``.
+    """
+
+    def __init__(self, x_shape, kernel, bias, geom, groups, dtype, epilogue=None, pool=None, residual=False):
+        self.dtype = np.dtype(dtype)
+        self.kernel = np.ascontiguousarray(kernel, dtype=self.dtype)
+        self.bias = None if bias is None else np.asarray(bias, dtype=self.dtype)
+        self.geom, self.groups = geom, int(groups)
+        self.channels, self.filters = int(x_shape[-1]), int(kernel.shape[-1])
+        self.epilogue, self.residual = epilogue, bool(residual)
+        self.pool = None if pool is None else MaxPoolInto(pool)
+        self.method = conv_method(geom, self.groups, self.channels, self.dtype)
+        self.stage = Stage(x_shape, geom)
+        self.conv_shape = (x_shape[0],) + tuple(geom.out_sizes) + (self.filters,)
+        self.out_shape = (x_shape[0],) + (tuple(pool.out_sizes) if pool is not None else tuple(geom.out_sizes)) + (
+            self.filters,)
+        if self.method == "taps":
+            spans = geom.spans
+            pitch = [math.prod(spans[a + 1:]) for a in range(len(spans))]
+            taps = list(itertools.product(*(range(k) for k in geom.kernel_sizes)))
+            self.offsets = [sum(k * d * p for k, d, p in zip(tap, geom.dilations, pitch)) for tap in taps]
+            w = self.kernel.reshape(len(taps), self.channels, self.filters)
+            self.w_t = [w[t].T for t in range(len(taps))]  # (F, C), Fortran-contiguous
+            self.per_sample = math.prod(spans)
+            self.gemm = _GEMM[self.dtype]
+        elif self.method == "depthwise":
+            mult = self.filters // self.channels
+            self.k2 = self.kernel.reshape(geom.taps, self.channels, mult)
+            self.mult = mult
+        else:
+            self.w = ops._kernel_gemm(self.kernel, self.groups)
+
+    @property
+    def strided_out(self) -> bool:
+        """Whether the output may be a strided view (the next convolution's stage interior)."""
+        return self.method != "depthwise" or self.pool is not None
+
+    def _im2col_chunks(self, batch):
+        row_bytes = ops._row_bytes(self.geom, self.channels, self.dtype.itemsize)
+        return list(ops._chunks(batch, self.geom, row_bytes, COL_BYTES))
+
+    def workspaces(self, batch) -> dict:
+        """``{name: (shape, dtype)}``: the scratch arrays one call needs (besides the stage)."""
+        dt, f = self.dtype, self.filters
+        ws = {}
+        full_conv = self.pool is not None and self.method != "taps"
+        if full_conv:  # the whole convolution output, then the pool
+            ws["conv"] = ((batch,) + self.conv_shape[1:], dt)
+        if self.method == "taps":
+            step = max(1, BLOCK_ROWS // self.per_sample)
+            ws["block"] = ((min(step, max(batch, 1)) * self.per_sample, f), dt)
+        elif self.method in ("im2col", "pointwise"):
+            chunks = self._im2col_chunks(batch)
+            if chunks:
+                n0, n1, r0, r1 = chunks[0]
+                m = (n1 - n0) * (r1 - r0) * math.prod(self.geom.out_sizes[1:])
+                if self.method == "im2col":
+                    ws["col"] = ((m * self.w.shape[0] * self.w.shape[1],), dt)
+                if not full_conv:
+                    ws["gemm"] = ((m, f), dt)  # used when the output is a strided view
+        elif self.method == "depthwise":
+            per_sample = math.prod(self.geom.out_sizes) * f * dt.itemsize
+            nb = max(1, min(max(batch, 1), (1 << 20) // max(1, per_sample)))
+            ws["tap"] = ((nb,) + tuple(self.geom.out_sizes) + (self.channels, self.mult), dt)
+            if not full_conv:
+                ws["dw"] = ((batch,) + self.conv_shape[1:], dt)  # used when the output is a strided view
+        return ws
+
+    def bind(self, xp, out, ws, residual=None):
+        """A runner ``run()`` computing into ``out`` from the staged input ``xp`` (both fixed arrays)."""
+        return ConvRunner(self, xp, out, ws, residual)
+
+
+class ConvRunner:
+    """One convolution bound to its arrays: every view of every block is made here, once."""
+
+    def __init__(self, spec: ConvSpec, xp, out, ws, residual):
+        self.spec, self.xp, self.out, self.residual = spec, xp, out, residual
+        self.pool = spec.pool
+        batch = xp.shape[0]
+        full = ws.get("conv")  # pooled non-tap paths: the whole convolution output
+        contiguous = out.flags.c_contiguous
+        if spec.method == "taps":
+            per_sample = spec.per_sample
+            rows_x = xp.reshape(batch * per_sample, spec.channels)
+            last_row = batch * per_sample - max(spec.offsets)
+            step = max(1, BLOCK_ROWS // per_sample)
+            buf = ws["block"]
+            valid_index = (slice(None),) + tuple(slice(0, o) for o in spec.geom.out_sizes)
+            shape = tuple(spec.geom.spans) + (spec.filters,)
+            blocks = []
+            for n0 in range(0, batch, step):
+                n1 = min(n0 + step, batch)
+                q0, q1 = n0 * per_sample, min(n1 * per_sample, last_row)
+                calls = [(w_t, rows_x[q0 + off:q1 + off].T, 0.0 if t == 0 else 1.0)
+                         for t, (w_t, off) in enumerate(zip(spec.w_t, spec.offsets))]
+                valid = buf[:(n1 - n0) * per_sample].reshape((n1 - n0,) + shape)[valid_index]
+                blocks.append((buf[:q1 - q0].T, calls, self._finisher(valid, (slice(n0, n1),))))
+            self._blocks, self._gemm = blocks, spec.gemm
+            self._run = self._run_taps
+        elif spec.method == "depthwise":
+            tmp = ws["tap"]
+            target = full if full is not None else (out if contiguous else ws["dw"])
+            y = target.reshape((batch,) + tuple(spec.geom.out_sizes) + (spec.channels, spec.mult))
+            taps = ops._taps(spec.geom)
+            nb = tmp.shape[0]
+            self._chunks = []
+            for n0 in range(0, batch, nb):
+                yc, xc = y[n0:n0 + nb], xp[n0:n0 + nb]
+                self._chunks.append((yc, [ops._tap_view(xc, spec.geom, tap)[..., None] for tap in taps],
+                                     tmp[:yc.shape[0]]))
+            self._whole = self._finisher(target, (slice(None),))
+            self._run = self._run_depthwise
+        else:
+            g, ck = spec.w.shape[0], spec.w.shape[1]
+            fg = spec.filters // g
+            self._chunks = []
+            for n0, n1, r0, r1 in spec._im2col_chunks(batch):
+                index = (slice(n0, n1), slice(r0, r1))
+                m = (n1 - n0) * (r1 - r0) * math.prod(spec.geom.out_sizes[1:])
+                if spec.method == "pointwise":
+                    col2, gather = xp[n0:n1, r0:r1].reshape(m, g, ck), None
+                else:
+                    col2, gather = ws["col"][:m * g * ck].reshape(m, g, ck), (xp[n0:n1], (r0, r1))
+                if full is not None:
+                    y = full[index]
+                    finish = None
+                elif contiguous:
+                    y = out[index]
+                    finish = self._finisher(y, index)
+                else:  # the output is a strided view: GEMM into a scratch chunk, finish from there
+                    y = ws["gemm"][:m].reshape(out[index].shape)
+                    finish = self._finisher(y, index)
+                self._chunks.append((gather, col2, y.reshape(m, g, fg), finish))
+            self._whole = self._finisher(full, (slice(None),)) if full is not None else None
+            self._run = self._run_gemm
+
+    def _finisher(self, src, index):
+        """The finishing steps from ``src`` (the raw convolution of the samples/rows ``index``) into ``out[index]``:
+        bias, residual, activation -- or pool, bias and ReLU -- as a list of argument-free calls."""
+        spec, bias = self.spec, self.spec.bias
+        if self.pool is not None:
+            out = self.out[index[:1]]
+            steps = [lambda: self.pool(src, out)]
+            if bias is not None:
+                steps.append(lambda: np.add(out, bias, out=out))
+            steps.append(lambda: np.maximum(out, 0, out=out))
+            return steps
+        out = self.out[index]
+        same = np.shares_memory(src, out) and src.shape == out.shape
+        steps = []
+        if bias is not None:
+            steps.append(lambda: np.add(src, bias, out=out))
+        elif not same:
+            steps.append(lambda: np.copyto(out, src))
+        if self.residual is not None:
+            res = self.residual[index]
+            steps.append(lambda: np.add(out, res, out=out))
+        if spec.epilogue is not None:
+            epilogue = spec.epilogue
+            steps.append(lambda: epilogue(out))
+        return steps
+
+    # ------------------------------------------------------------ the four methods
+    def _run_taps(self):
+        gemm = self._gemm
+        for out_t, calls, finish in self._blocks:
+            for w_t, a, beta in calls:
+                gemm(1.0, w_t, a, beta=beta, c=out_t, overwrite_c=1)
+            for f in finish:
+                f()
+
+    def _run_depthwise(self):
+        k2 = self.spec.k2
+        for yc, views, tmp in self._chunks:
+            np.multiply(views[0], k2[0], out=yc)
+            for t in range(1, len(views)):
+                np.multiply(views[t], k2[t], out=tmp)
+                yc += tmp
+        for f in self._whole:
+            f()
+
+    def _run_gemm(self):
+        spec = self.spec
+        w = spec.w
+        for gather, col2, y2, finish in self._chunks:
+            if gather is not None:
+                ops.im2col(gather[0], spec.geom, spec.groups, out=col2.reshape(-1), rows=gather[1])
+            ops._gemm(col2, w, y2)
+            if finish is not None:
+                for f in finish:
+                    f()
+        if self._whole is not None:
+            for f in self._whole:
+                f()
+
+    def __call__(self):
+        self._run()
+
+
+class StagedConv:
+    """A convolution step: stage the input (copy it into the padded workspace and zero the border,
+    unless the producer wrote it there already), then run the convolution."""
+
+    __slots__ = ("copy", "borders", "run", "interior", "src", "residual")
+
+    def __init__(self, runner, stage_array, stage, copy, residual=None):
+        self.run = runner
+        self.copy = copy
+        self.borders = [stage_array[b] for b in stage.borders] if stage_array is not None else []
+        self.interior = stage_array[stage.dst] if stage_array is not None else None
+        self.src = stage.src
+        self.residual = residual  # a workspace the residual is copied into (when the plan does not own it)
+
+    def __call__(self, x, residual=None):
+        if self.copy:
+            np.copyto(self.interior, x[self.src])
+        for b in self.borders:
+            b.fill(0)
+        if self.residual is not None:
+            np.copyto(self.residual, residual)
+        self.run()
