@@ -536,7 +536,8 @@ class Functional(Model):
     train_on_batch.__signature__ = inspect.signature(Model.train_on_batch)
 
     # ------------------------------------------------------------ compile: losses and metrics per output
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, loss_weights=None) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, loss_weights=None,
+                jit_compile=False) -> None:
         """As :meth:`Model.compile <fusenet.models.model.Model.compile>`, plus, for several outputs: ``loss`` one
         loss for every output, a list (one per output, ``None`` = untrained) or a dict keyed by
         :attr:`output_names`; ``loss_weights`` a list or dict of multipliers (default 1). Metrics apply
@@ -544,7 +545,8 @@ class Functional(Model):
         and are named ``<output>_<metric>``."""
         self._pending_loss_weights = loss_weights
         try:
-            super().compile(optimizer=optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics)
+            super().compile(optimizer=optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics,
+                            jit_compile=jit_compile)
         finally:
             self._pending_loss_weights = None
 

@@ -20,6 +20,11 @@ One training step on a batch ``(x, y, sample_weight)`` (vectorised over the batc
 
 The loss reported for an epoch is the mean of the batch losses (regularization included)
 weighted by batch size, as Keras; metrics are stateful and reset at every epoch.
+
+``compile(..., jit_compile=True)`` runs the same step through a compiled plan
+(:func:`fusenet.graph.compile`, dynamic batch): ``forward``/``backward`` above become the plan's
+generated forward and backward over the model's own layers (the same gradients), and evaluation
+and prediction run the compiled inference plan. The loop itself is the same.
 """
 
 from __future__ import annotations
@@ -115,6 +120,8 @@ class Model:
         self._loss_tracker = _LossTracker()
         self._initial_epoch = None  # set by BackupAndRestore in on_train_begin
         self._shuffle_seed = None
+        self.jit_compile = False
+        self._jit = None
 
     # ------------------------------------------------------------ graph hooks (subclasses)
     def _all_layers(self) -> list:  # pragma: no cover - abstract
@@ -235,15 +242,22 @@ class Model:
         return self._forward(x, training=bool(training))
 
     # ------------------------------------------------------------ compile
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, jit_compile=False) -> None:
         """Set the optimizer, the loss and the metrics (each a name or an object).
 
         ``metrics`` is a list of names (``"accuracy"``, ``"mse"``, ...) or metric objects; the plain
         string ``"accuracy"``/``"acc"`` becomes binary, sparse categorical or categorical accuracy
         from the shapes of the first batch, as Keras. Metrics in ``metrics`` ignore sample weights;
         those in ``weighted_metrics`` use them. A string names its metric in the logs.
+
+        ``jit_compile=True`` (Keras' name) trains, evaluates and predicts through compiled plans
+        (:func:`fusenet.graph.compile`); a model that cannot be traced warns and runs interpreted.
         """
         owner = f"{self.describe()}.compile"
+        if not isinstance(jit_compile, (bool, np.bool_)):
+            raise TypeError(f"{owner}: expected jit_compile to be True or False. Received: jit_compile={jit_compile!r}")
+        self.jit_compile = bool(jit_compile)
+        self._jit = None
         self.optimizer = self._resolve_optimizer(optimizer, owner)
         self.loss = self._resolve_loss(loss, owner)
         self._metric_specs = self._check_metric_list(metrics, "metrics", owner)
@@ -366,22 +380,46 @@ class Model:
             dy = self.loss.gradient(y, y_pred, sample_weight=sample_weight)
         return _reduced(value), (dy if dy.dtype == y_pred.dtype else dy.astype(y_pred.dtype))
 
-    def _train_step(self, x, y, sample_weight) -> None:
+    def _jit_model(self):
+        """The compiled model behind ``jit_compile=True`` (made on first use), else ``None``."""
+        if not self.jit_compile:
+            return None
+        if self._jit is None or self._jit.model is not self:  # (a copied model compiles its own)
+            from ..graph import compile as compile_graph
+
+            self._jit = compile_graph(self, dynamic_batch=True)
+        return self._jit
+
+    def _gradient_step(self, x, y, sample_weight, forward, backward):
+        """One optimizer step with ``forward(x, training=True)`` and ``backward(dy)``: ``(loss, y_pred)``."""
         layers = self._all_layers()
         for layer in layers:
             layer.zero_grad()
-        y_pred = self._forward(x, training=True)
+        y_pred = forward(x, training=True)
         value, dy = self._loss_value_and_gradient(y, y_pred, sample_weight)
         loss = value + self._regularization_loss(layers)
-        self._backward(dy)
+        backward(dy)
         for layer in layers:
             layer.add_regularization_gradients()
         self.optimizer.apply(layers)
+        return loss, y_pred
+
+    def _train_step(self, x, y, sample_weight) -> None:
+        jit = self._jit_model()
+        if jit is not None:
+            loss, y_pred = jit.train_step(x, y, sample_weight)
+        else:
+            loss, y_pred = self._gradient_step(x, y, sample_weight, self._forward, self._backward)
         self._loss_tracker.update(loss, x.shape[0])
         self._update_metrics(y, y_pred, sample_weight)
 
+    def _infer(self, x):
+        """Inference on one batch: the compiled plan with ``jit_compile=True``, else ``_forward``."""
+        jit = self._jit_model()
+        return self._forward(x, training=False) if jit is None else jit(x)
+
     def _test_step(self, x, y, sample_weight) -> None:
-        y_pred = self._forward(x, training=False)
+        y_pred = self._infer(x)
         loss = _reduced(self.loss(y, y_pred, sample_weight=sample_weight)) + self._regularization_loss(self._all_layers())
         self._loss_tracker.update(loss, x.shape[0])
         self._update_metrics(y, y_pred, sample_weight)
@@ -604,7 +642,7 @@ class Model:
         out = None
         for step, (start, stop) in enumerate(slices):
             cbs.on_predict_batch_begin(step)
-            yb = self._forward(x[start:stop], training=False)
+            yb = self._infer(x[start:stop])
             if out is None:
                 out = np.empty((x.shape[0],) + yb.shape[1:], dtype=yb.dtype)
             out[start:stop] = yb
@@ -648,7 +686,8 @@ class Model:
 
     # ------------------------------------------------------------ compile config
     def get_compile_config(self):
-        """JSON-safe ``{"optimizer", "loss", "metrics", "weighted_metrics"}`` (``None`` before compile)."""
+        """JSON-safe ``{"optimizer", "loss", "metrics", "weighted_metrics"}`` and ``"jit_compile": True`` when set
+        (``None`` before compile)."""
         if not self.compiled:
             return None
 
@@ -667,12 +706,15 @@ class Model:
                 ) from None
             return out
 
-        return {
+        config = {
             "optimizer": _optimizers.serialize(self.optimizer),
             "loss": None if self.loss is None else _losses.serialize(self.loss),
             "metrics": [metric_spec(s) for s in self._metric_specs],
             "weighted_metrics": [metric_spec(s) for s in self._weighted_metric_specs],
         }
+        if self.jit_compile:
+            config["jit_compile"] = True
+        return config
 
     def compile_from_config(self, config) -> None:
         """:meth:`compile` with :meth:`get_compile_config`'s output (only fusenet's registries are used)."""
@@ -686,6 +728,7 @@ class Model:
             loss=None if loss is None else _losses.deserialize(loss),
             metrics=metrics or None,
             weighted_metrics=weighted or None,
+            jit_compile=config.get("jit_compile") is True,
         )
 
     def to_json(self, **kwargs) -> str:
