@@ -197,7 +197,8 @@ def test_block_inference_in_chunks_of_sequences(rng, monkeypatch, dtype, norm_fi
 def test_float32_gelu_in_place_is_the_activation_bitwise(rng):
     """The fused layers' in-place float32 GELU gives the activation's own values, bit for bit."""
     from fusenet import activations
-    from fusenet.fusion._transformer_ops import apply_activation_, gelu_float32_
+    from fusenet.activations._smooth import gelu_float32_inplace as gelu_float32_
+    from fusenet.fusion._activation import apply_activation_
 
     gelu = activations.get("gelu")
     z = np.concatenate([rng.normal(scale=3.0, size=70_000), np.linspace(-12, 12, 2001),

@@ -14,7 +14,7 @@ operation order of the unfused layers where their numbers must be reproduced in 
   :func:`attention_core` (softmax in place) and :func:`attention_core_backward` (writes the
   three projection gradients straight into one packed buffer);
 - element-wise activations applied in place on a GEMM output where the values stay the same
-  (:func:`gelu_float32_`: the float32 GELU of ``fusenet.activations`` without temporaries).
+  (``fusenet.activations._smooth.gelu_float32_inplace``: the float32 GELU without temporaries).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import numpy as np
 
 from ..layers._attention_math import causal_bias_t
 from ..layers.normalization import _reduce_sum, _reduce_sum_prod, _standardize, _standardize_backward
-from .dense import is_plain_relu
+from ._activation import activation_backward, apply_activation_, is_plain_relu  # noqa: F401 (re-exported)
 
 __all__ = ["standardize_rows", "standardize_rows_", "standardize_rows_backward", "fold_layernorm_dense",
            "layernorm_output",
            "ln_gemm_backward", "attention_core", "attention_core_backward", "apply_activation_",
-           "activation_backward", "gelu_float32_", "causal_bias"]
+           "activation_backward", "causal_bias"]
 
 
 # ---------------------------------------------------------------- layer normalisation over rows
@@ -200,84 +200,3 @@ def attention_core_backward(dctx, saved, num_heads, key_dim, value_dim):
     return dproj.reshape(batch * steps, -1)
 
 
-# ---------------------------------------------------------------- element-wise activations
-# In-place float32 GELU with the very operations of ``fusenet.activations.GELU`` (its rational
-# float32 erf: ``erf(t) = t * N(t^2) / D(t^2)`` on ``t = clip(x / sqrt(2), -4, 4)``, then
-# ``x * (erf + 1) * 0.5``), element for element, so the values are bitwise the activation's; only
-# the temporaries are chunk-sized and reused, and the result overwrites the GEMM output. Used only
-# when a one-time probe confirms the bitwise agreement with the activation's own forward (if the
-# activation's algorithm changes, the fused layers fall back to calling it).
-try:
-    from ..activations._smooth import _ERF_DEN, _ERF_NUM, _SQRT_HALF
-except ImportError:  # pragma: no cover - the activation changed: always use its own forward
-    _ERF_NUM = _ERF_DEN = _SQRT_HALF = None
-
-_GELU_CHUNK = 65536  # elements: the four float32 temporaries (1 MiB) stay in the L2 cache
-_GELU_MATCHES = None
-
-
-def gelu_float32_(z):
-    """``z <- gelu(z)`` (exact-erf GELU as ``fusenet.activations.GELU`` computes it in float32), in place."""
-    f32 = np.float32
-    num = [f32(c) for c in _ERF_NUM]
-    den = [f32(c) for c in _ERF_DEN]
-    flat = z.reshape(-1)
-    size = min(_GELU_CHUNK, flat.size)
-    t_buf, xx_buf, p_buf, q_buf = (np.empty(size, dtype=f32) for _ in range(4))
-    for start in range(0, flat.size, _GELU_CHUNK):
-        zb = flat[start:start + _GELU_CHUNK]
-        m = zb.size
-        t, xx, p, q = t_buf[:m], xx_buf[:m], p_buf[:m], q_buf[:m]
-        np.multiply(zb, f32(_SQRT_HALF), out=t)
-        np.clip(t, f32(-4.0), f32(4.0), out=t)
-        np.multiply(t, t, out=xx)
-        np.multiply(xx, num[0], out=p)
-        p += num[1]
-        for c in num[2:]:
-            p *= xx
-            p += c
-        np.multiply(xx, den[0], out=q)
-        q += den[1]
-        for c in den[2:]:
-            q *= xx
-            q += c
-        p *= t
-        np.divide(p, q, out=p)  # erf(x / sqrt(2))
-        p += f32(1.0)
-        p *= f32(0.5)           # Phi(x)
-        zb *= p
-    return z
-
-
-def _fast_gelu_applies(fn, z):
-    global _GELU_MATCHES
-    if (type(fn).__name__ != "GELU" or getattr(fn, "approximate", True) or z.dtype != np.float32
-            or not z.flags.c_contiguous or _ERF_NUM is None):
-        return False
-    if _GELU_MATCHES is None:
-        probe = np.concatenate([np.linspace(-9.0, 9.0, 181), [0.0, -0.0, 1e-30, -1e-30, 3e4, -3e4]]).astype(np.float32)
-        _GELU_MATCHES = bool(np.array_equal(gelu_float32_(probe.copy()), fn.forward(probe)))
-    return _GELU_MATCHES
-
-
-def apply_activation_(fn, z, keep_input=False):
-    """``fn(z)``: in place into ``z`` for linear, ReLU (whose backward reads only the output) and,
-    unless ``keep_input`` (training: the backward needs ``z``), float32 exact GELU (bitwise the
-    activation's own values); otherwise the activation's own forward."""
-    if fn is None or fn.name == "linear":
-        return z
-    if is_plain_relu(fn):
-        return np.maximum(z, 0, out=z)
-    if not keep_input and _fast_gelu_applies(fn, z):
-        return gelu_float32_(z)
-    return fn.forward(z)
-
-
-def activation_backward(fn, pre, post, g):
-    """``dact`` applied to the gradient ``g`` (which may be overwritten)."""
-    if fn is None or fn.name == "linear":
-        return g
-    if is_plain_relu(fn):
-        g *= post > 0
-        return g
-    return fn.backward(pre, post, g)

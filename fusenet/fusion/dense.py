@@ -16,49 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.activation import _FunctionLayer
 from ..layers.core import Dense
 from ..layers.normalization import BatchNormalization, _standardize
 from ..layers.regularization import Dropout
+from ._activation import activation_backward, activation_of, apply_activation_, is_plain_relu
 from .base import FusedLayer
 from .folding import fold_batchnorm, fold_dense_dense
 
 __all__ = ["FusedDenseBNActivation", "FusedDenseDropoutActivation", "FusedDenseActivation", "FusedAffineDense",
            "is_plain_relu", "activation_of"]
-
-
-def activation_of(layer):
-    """The element-wise ActivationFunction applied by an activation layer, or ``None``."""
-    if isinstance(layer, _FunctionLayer) and getattr(layer.function, "elementwise", False):
-        return layer.function
-    return None
-
-
-def is_plain_relu(fn) -> bool:
-    """``max(x, 0)`` exactly (so it can run in place with ``np.maximum(..., out=)``)."""
-    if fn is None or fn.name != "relu":
-        return False
-    config = fn.get_config()
-    return not any(config.get(k) for k in ("negative_slope", "max_value", "threshold"))
-
-
-def _apply_activation(fn, z):
-    """``fn(z)``, in place into ``z`` for ReLU and linear; returns the output array."""
-    if fn is None or fn.name == "linear":
-        return z
-    if is_plain_relu(fn):
-        return np.maximum(z, 0, out=z)
-    return fn.forward(z)
-
-
-def _activation_backward(fn, pre, post, g):
-    """``d act`` applied to the gradient buffer ``g`` (owned by the caller, may be overwritten)."""
-    if fn is None or fn.name == "linear":
-        return g
-    if is_plain_relu(fn):
-        g *= post > 0
-        return g
-    return fn.backward(pre, post, g)
 
 
 class _FusedDenseStages(FusedLayer):
@@ -111,7 +77,7 @@ class _FusedDenseStages(FusedLayer):
         z = x @ kernel
         if bias is not None:
             z += bias
-        return _apply_activation(self.activation, z)
+        return apply_activation_(self.activation, z)
 
     # ------------------------------------------------------------ training
     def forward(self, x, training=False):
@@ -143,7 +109,7 @@ class _FusedDenseStages(FusedLayer):
             z *= mask
         in_place = self.activation is None or self.activation.name == "linear" or is_plain_relu(self.activation)
         pre = None if in_place else z  # ReLU's derivative is read off its output
-        post = _apply_activation(self.activation, z)
+        post = apply_activation_(self.activation, z, keep_input=pre is not None)
         out = post
         if dropping and not self.dropout_before_activation:
             mask = self.dropout.draw_mask(post.shape, post.dtype)
@@ -157,7 +123,7 @@ class _FusedDenseStages(FusedLayer):
         if mask is not None and not self.dropout_before_activation:
             g *= mask
         if self.activation is not None:
-            g = _activation_backward(self.activation, pre, post, g)
+            g = activation_backward(self.activation, pre, post, g)
         if mask is not None and self.dropout_before_activation:
             g *= mask
         if bn_cache is not None:
@@ -234,7 +200,7 @@ class FusedAffineDense(FusedLayer):
             kernel, bias = self.folded()
             z = x @ kernel
             z += bias
-            return _apply_activation(self.second.activation, z)
+            return apply_activation_(self.second.activation, z)
         self._save_for_backward(True, True)
         return self.second.forward(self.first.forward(x, training=True), training=True)
 
