@@ -38,7 +38,7 @@ def check_fused_equals_unfused(make_layers, x, training: bool, expected_class=No
             value[...] = rng.uniform(0.5, 1.5, size=value.shape) if "variance" in name else rng.normal(size=value.shape)
     before = [copy.deepcopy(layer.get_weights()) for layer in layers]
     fused = LayerBuilder.optimize_sequence(layers, training=training)
-    assert len(fused) < len(layers), f"nothing was fused: {fused}"
+    assert any(isinstance(f, FusedLayer) for f in fused), f"nothing was fused: {fused}"
     if expected_class is not None:
         assert any(isinstance(f, expected_class) for f in fused), f"expected a {expected_class.__name__} in {fused}"
     for layer, w0 in zip(layers, before):  # fusing never changes the source layers
