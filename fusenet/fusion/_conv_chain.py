@@ -3,6 +3,7 @@ depthwise-separable (MobileNet) block. The arithmetic of a stage is in :mod:`._c
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -138,11 +139,9 @@ class FusedConvBNActivationPool(_FusedConvChain):
 
         def finish(valid, n0, n1):  # the pool first: bias and ReLU commute with max, on 1/4 of the values
             out = p[n0:n1]
-            pooled = pool_ops.max_pool_forward(valid, pool_geom)
-            if bias is None:
-                np.copyto(out, pooled)
-            else:
-                np.add(pooled, bias, out=out)
+            max_pool_into(out, valid, pool_geom)
+            if bias is not None:
+                out += bias
             np.maximum(out, 0, out=out)
 
         conv_blocks(np.ascontiguousarray(xv), kernel, geom, groups, finish)
@@ -163,6 +162,22 @@ class FusedConvBNActivationPool(_FusedConvChain):
         gp = np.multiply(dy, pooled > 0, dtype=pooled.dtype)
         gy = pool_ops.max_pool_backward(gp, y, pooled, geom)
         return self.stages[0].backward(gy, cache, own=True)
+
+
+def max_pool_into(out: np.ndarray, x: np.ndarray, geom) -> None:
+    """``out = maxpool(x)``: windows that tile the input (strides = pool size, no padding) take one
+    ``np.maximum`` per window tap on strided views straight into ``out``; others use the pooling ops."""
+    if any(p for p in geom.pad_before) or geom.strides != geom.kernel_sizes:
+        np.copyto(out, pool_ops.max_pool_forward(x, geom))
+        return
+    views = [x[(slice(None),) + tuple(slice(k, k + s * (o - 1) + 1, s) for k, s, o in zip(tap, geom.strides, geom.out_sizes))]
+             for tap in itertools.product(*(range(k) for k in geom.kernel_sizes))]
+    if len(views) == 1:
+        np.copyto(out, views[0])
+        return
+    np.maximum(views[0], views[1], out=out)
+    for view in views[2:]:
+        np.maximum(out, view, out=out)
 
 
 class FusedDepthwiseSeparableBNActivation(_FusedConvChain):
