@@ -30,8 +30,8 @@ __all__ = []  # private module
 _GEMM = {np.dtype(np.float32): blas.sgemm, np.dtype(np.float64): blas.dgemm}
 
 #: budget in bytes of one im2col chunk in compiled plans (smaller than the layers' CHUNK_BYTES: the
-#: chunk is a workspace of the plan, counted in its memory, and 2 MB GEMMs run as fast here)
-COL_BYTES = 2 << 20
+#: chunk is a workspace of the plan, counted in its memory, and 1 MB chunks run as fast here)
+COL_BYTES = 1 << 20
 
 
 # ---------------------------------------------------------------- staging (padding)
@@ -149,11 +149,20 @@ class ConvSpec:
         row_bytes = ops._row_bytes(self.geom, self.channels, self.dtype.itemsize)
         return list(ops._chunks(batch, self.geom, row_bytes, COL_BYTES))
 
-    def workspaces(self, batch) -> dict:
-        """``{name: (shape, dtype)}``: the scratch arrays one call needs (besides the stage)."""
+    def _pool_whole(self, batch) -> bool:
+        """Pooling needs the whole convolution output first (depthwise, or GEMM chunks that split samples)."""
+        if self.pool is None or self.method == "taps":
+            return False
+        if self.method == "depthwise":
+            return True
+        return any(r0 != 0 or r1 != self.geom.out_sizes[0] for _, _, r0, r1 in self._im2col_chunks(batch))
+
+    def workspaces(self, batch, strided_out=True) -> dict:
+        """``{name: (shape, dtype)}``: the scratch arrays one call needs (besides the stage); ``strided_out``:
+        the output will be a strided view (another convolution's stage interior)."""
         dt, f = self.dtype, self.filters
         ws = {}
-        full_conv = self.pool is not None and self.method != "taps"
+        full_conv = self._pool_whole(batch)
         if full_conv:  # the whole convolution output, then the pool
             ws["conv"] = ((batch,) + self.conv_shape[1:], dt)
         if self.method == "taps":
@@ -166,14 +175,14 @@ class ConvSpec:
                 m = (n1 - n0) * (r1 - r0) * math.prod(self.geom.out_sizes[1:])
                 if self.method == "im2col":
                     ws["col"] = ((m * self.w.shape[0] * self.w.shape[1],), dt)
-                if not full_conv:
-                    ws["gemm"] = ((m, f), dt)  # used when the output is a strided view
+                if (self.pool is not None and not full_conv) or (self.pool is None and strided_out):
+                    ws["gemm"] = ((m, f), dt)  # a GEMM chunk finished (pooled) into the output from there
         elif self.method == "depthwise":
             per_sample = math.prod(self.geom.out_sizes) * f * dt.itemsize
             nb = max(1, min(max(batch, 1), (1 << 20) // max(1, per_sample)))
             ws["tap"] = ((nb,) + tuple(self.geom.out_sizes) + (self.channels, self.mult), dt)
-            if not full_conv:
-                ws["dw"] = ((batch,) + self.conv_shape[1:], dt)  # used when the output is a strided view
+            if not full_conv and strided_out:
+                ws["dw"] = ((batch,) + self.conv_shape[1:], dt)  # the output is a strided view: finish from here
         return ws
 
     def bind(self, xp, out, ws, residual=None):
@@ -235,6 +244,9 @@ class ConvRunner:
                 if full is not None:
                     y = full[index]
                     finish = None
+                elif self.pool is not None:  # whole samples: pool each chunk from the GEMM buffer
+                    y = ws["gemm"][:m].reshape((n1 - n0,) + tuple(spec.geom.out_sizes) + (spec.filters,))
+                    finish = self._finisher(y, (slice(n0, n1),))
                 elif contiguous:
                     y = out[index]
                     finish = self._finisher(y, index)

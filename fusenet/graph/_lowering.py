@@ -197,10 +197,7 @@ class ConvStep(Step):
         return len(self.inputs) > 1 and not self.fixed_inputs[1]
 
     def workspaces(self, batch, strided_out):
-        ws = self.spec.workspaces(batch)
-        if not strided_out:
-            ws.pop("gemm", None)
-            ws.pop("dw", None)
+        ws = self.spec.workspaces(batch, strided_out)
         if self._staged_residual():
             ws["residual"] = (concrete(self.spec.out_shape, batch), self.spec.dtype)
         return ws
