@@ -83,6 +83,7 @@ class Step:
     inplace = None
     stage = None
     strided_out = False
+    fresh = False  # a "call" step whose results never view its inputs
 
     def __init__(self, node, name, inputs, outputs, snapshots=()):
         self.node, self.name = node, name
@@ -368,6 +369,7 @@ class FunctionStep(Step):
     """An activation layer whose function is not ReLU: ``y = function.forward(x)`` (a new array)."""
 
     kind = "call"
+    fresh = True  # never a view of its input
 
     def __init__(self, node, name, fn):
         super().__init__(node, name, node.inputs[:1], [(node.id, 0)])

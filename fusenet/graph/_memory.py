@@ -82,6 +82,8 @@ class MemoryPlan:
             for key in step.outputs:
                 if step.kind == "kernel":
                     aliases[key] = {key}
+                elif step.fresh:
+                    aliases[key] = set()
                 else:
                     aliases[key] = set().union(*[aliases.get(k, set()) for k in step.inputs])
         end = {}

@@ -335,6 +335,14 @@ class CompiledModel:
                              "code_for(x).")
         return self._last_plan.source
 
+    def prepare(self, x, training=False) -> "CompiledModel":
+        """Build (and, for inference, bind) the plan for inputs like ``x`` without running it: what the first
+        call of that shape would do besides computing. Returns the compiled model."""
+        plan = self._plan_for(x, training)
+        if not plan.training:
+            plan.inference.function(self._inputs(x)[0].shape[0])
+        return self
+
     def code_for(self, x, training=False) -> str:
         """The generated Python source of the plan for inputs like ``x`` (built if needed)."""
         return self._plan_for(x, training).source
