@@ -22,7 +22,9 @@ from ..initializers import get as get_initializer
 from ..utils import check_numeric, floatx, result_dtype, standardize_dtype
 from . import symbolic as _symbolic
 
-__all__ = ["Layer", "InputSpec", "check_input", "register_layer", "get_layer_class", "serialize", "deserialize"]
+__all__ = [
+    "Layer", "InputSpec", "check_input", "register_layer", "get_layer_class", "serialize", "deserialize", "set_call_hook",
+]
 
 # ---------------------------------------------------------------- registry of layer classes
 _REGISTRY: dict[str, type] = {}
@@ -129,6 +131,29 @@ def _unique_name(base: str) -> str:
     n = _NAME_COUNTS.get(base, 0)
     _NAME_COUNTS[base] = n + 1
     return base if n == 0 else f"{base}_{n}"
+
+
+# ---------------------------------------------------------------- the call hook
+_CALL_HOOK = None
+
+
+def set_call_hook(hook):
+    """Install ``hook`` to see layer calls first; returns the previously installed hook (or ``None``).
+
+    While a hook is installed, ``layer(x, training)`` on anything but a symbolic tensor (the
+    functional API keeps its own path) first calls ``hook(layer, x, training)``: a result other
+    than ``NotImplemented`` is returned as the layer's output; ``NotImplemented`` lets the layer
+    run as usual. ``set_call_hook(None)`` removes it. ``fusenet.autodiff`` installs one while a
+    ``GradientTape`` is open (a layer call on a Tensor becomes one tape node) and puts the previous
+    one back when the last tape closes. A hook must be cheap and must decline the calls it does
+    not handle, including the call it makes itself to run the layer. Without a hook, a call costs
+    one extra global lookup.
+    """
+    global _CALL_HOOK
+    if hook is not None and not callable(hook):
+        raise TypeError(f"set_call_hook: expected a callable hook(layer, x, training) or None. Received: {hook!r}")
+    previous, _CALL_HOOK = _CALL_HOOK, hook
+    return previous
 
 
 # ---------------------------------------------------------------- the base class
@@ -384,9 +409,17 @@ class Layer:
         return x
 
     def __call__(self, x, training: bool = False):
-        """Check and cast ``x``, build on first use, return ``forward(x, training)``."""
+        """Check and cast ``x``, build on first use, return ``forward(x, training)``.
+
+        A symbolic ``x`` (functional API) records a node instead; an installed call hook
+        (:func:`set_call_hook`) sees every other call first.
+        """
         if not isinstance(x, np.ndarray) and _symbolic.is_symbolic(x):  # functional API (layers/symbolic.py)
             return _symbolic.symbolic_call(self, x, training)
+        if _CALL_HOOK is not None:
+            y = _CALL_HOOK(self, x, training)
+            if y is not NotImplemented:
+                return y
         x = self._prepare_input(x)
         y = self.forward(x, training=bool(training))
         if self.activity_regularizer is not None:
