@@ -11,6 +11,7 @@ import pytest
 import fusenet.autodiff as ad
 from fusenet import layers, losses, models, optimizers
 from fusenet.errors import BackwardBeforeForwardError
+from fusenet.layers import base as layer_base
 from tests.gradcheck import check_layer_gradients, check_loss_gradient
 from tests.parity import assert_close, check_layer_parity, requires_torch, torch
 
@@ -153,11 +154,12 @@ def test_layer_bridge_rules_and_errors(rng):
     x = ad.Tensor(rng.normal(size=(3, 4)))
     original_call = layers.Layer.__call__
     assert type(dense(x)) is np.ndarray  # outside any tape a layer sees a plain array
+    assert layer_base._CALL_HOOK is None
     with ad.GradientTape() as tape:
         tape.watch(x)
-        assert layers.Layer.__call__ is not original_call
+        assert layer_base._CALL_HOOK is not None  # the bridge's hook, not a patched Layer.__call__
         y = ad.sum(dense(x))  # training=False: kept nothing for backward
-    assert layers.Layer.__call__ is original_call
+    assert layers.Layer.__call__ is original_call and layer_base._CALL_HOOK is None
     with pytest.raises(ad.TapeUsageError, match=r"layer 'head' \(Dense\) was called with training=False inside a recording GradientTape.*training=True"):
         tape.gradient(y, x)
     with ad.GradientTape() as outer:

@@ -57,52 +57,107 @@ import weakref
 
 import numpy as np
 
+from ..layers import base as _base
 from ..layers.base import Layer
 from . import tape as _tape
-from .tape import GradientTape, TapeUsageError, non_differentiable, record_node
-from .tensor import Tensor, Variable
+from . import ops as _ops
+from .tape import _STATE, ComputationNode, GradientTape, TapeUsageError, accumulate, non_differentiable
+from .tensor import ASSIGNMENTS, Tensor, Variable
 
 __all__ = ["call_layer", "TapeLayer", "layer_variables"]
 
-_ORIGINAL_CALL = Layer.__call__
+
+# ---------------------------------------------------------------- routing layer calls (the call hook)
+_PREVIOUS_HOOK = None  # the hook that was installed before ours; it sees the calls we decline
 
 
-# ---------------------------------------------------------------- routing layer calls
-def _has_tensor(x) -> bool:
-    if isinstance(x, Tensor):
-        return True
-    return isinstance(x, (list, tuple)) and any(isinstance(v, Tensor) for v in x)
+def _layer_call_hook(layer, x, training=False):
+    """``Layer.__call__``'s hook while a tape is open (:func:`fusenet.layers.base.set_call_hook`).
+
+    Tensor inputs, and plain arrays into a trainable layer with weights while a tape that
+    watches accessed variables records, go through :func:`call_layer`; every other call is
+    declined (``NotImplemented``: the layer runs as usual), which includes the call
+    :func:`call_layer` makes itself (its inputs are arrays and no tape records then).
+    """
+    if type(x) is not np.ndarray and (
+        isinstance(x, Tensor) or (isinstance(x, (list, tuple)) and any(isinstance(v, Tensor) for v in x))
+    ):
+        return _call_layer(layer, x, training)
+    tapes = _STATE.recording
+    if tapes and layer.trainable and (layer._params or layer._sublayers or not layer.built):
+        for t in tapes:
+            if t.watch_accessed_variables:
+                return _call_layer(layer, x, training)
+    previous = _PREVIOUS_HOOK
+    return NotImplemented if previous is None else previous(layer, x, training)
 
 
-def _wants_tape(layer: Layer, x) -> bool:
-    if _has_tensor(x):
-        return True
-    tapes = _tape.recording_tapes()
-    return bool(tapes) and layer.trainable and any(t.watch_accessed_variables for t in tapes)
+def _hook_on():
+    global _PREVIOUS_HOOK
+    _PREVIOUS_HOOK = _base.set_call_hook(_layer_call_hook)
 
 
-def _tape_aware_call(self, x, training=False):
-    """``Layer.__call__`` while a tape is active: Tensor inputs (and trainable layers seen by a
-    recording tape) go through :func:`call_layer`; everything else runs unchanged."""
-    if _wants_tape(self, x):
-        return call_layer(self, x, training=training)
-    return _ORIGINAL_CALL(self, x, training=training)
+def _hook_off():
+    global _PREVIOUS_HOOK
+    if _base._CALL_HOOK is _layer_call_hook:  # otherwise a later hook replaced ours: leave it
+        _base.set_call_hook(_PREVIOUS_HOOK)
+    _PREVIOUS_HOOK = None
 
 
-def _route_on():
-    Layer.__call__ = _tape_aware_call
-
-
-def _route_off():
-    if Layer.__dict__.get("__call__") is _tape_aware_call:
-        Layer.__call__ = _ORIGINAL_CALL
-
-
-_tape.add_scope_hooks(_route_on, _route_off)
+_tape.add_scope_hooks(_hook_on, _hook_off)
 
 
 # ---------------------------------------------------------------- parameters as Variables
-_VARIABLES: "weakref.WeakKeyDictionary[Layer, dict]" = weakref.WeakKeyDictionary()
+class _LayerInfo:
+    """A layer's parameters as Variables, and where each one's gradient array lives.
+
+    ``owners[i]`` is ``(the (sub)layer holding gradient i, its own key)``; ``arrays`` are the
+    parameter arrays the Variables were made on (a rebound parameter rebuilds the info).
+    """
+
+    __slots__ = ("names", "variables", "arrays", "owners", "trainable", "ref")
+
+    def __init__(self, layer, params):
+        own = getattr(layer, "_tape_variables", {})
+        owners = _grad_owners(layer)
+        self.names = tuple(params)
+        variables = []
+        for k, arr in params.items():
+            v = own.get(k)
+            variables.append(v if v is not None and v._value is arr else Variable(arr, name=f"{layer.name}/{k}"))
+        self.variables = tuple(variables)
+        self.arrays = tuple(params.values())
+        self.owners = tuple(owners[k] for k in self.names)
+        self.trainable = None
+        key = id(layer)
+        self.ref = weakref.ref(layer, lambda ref: _INFO.pop(key, None) if _INFO.get(key, (None,))[0] is ref else None)
+
+
+_INFO: dict = {}  # id(layer) -> (weak reference to the layer, its _LayerInfo)
+
+
+def _layer_info(layer: Layer) -> _LayerInfo:
+    """The cached :class:`_LayerInfo` of a built layer, rebuilt when its parameter arrays changed."""
+    params = layer.params if layer._sublayers else layer._params
+    entry = _INFO.get(id(layer))
+    info = None
+    if entry is not None and entry[0]() is layer:
+        info = entry[1]
+        if len(info.arrays) != len(params):
+            info = None
+        else:
+            for a, b in zip(info.arrays, params.values()):
+                if a is not b:
+                    info = None
+                    break
+    if info is None:
+        info = _LayerInfo(layer, params)
+        _INFO[id(layer)] = (info.ref, info)
+    if info.trainable is not layer.trainable:
+        info.trainable = trainable = layer.trainable
+        for v in info.variables:
+            v.trainable = bool(trainable)
+    return info
 
 
 def layer_variables(layer: Layer) -> dict:
@@ -113,27 +168,8 @@ def layer_variables(layer: Layer) -> dict:
     """
     if not isinstance(layer, Layer):
         raise TypeError(f"layer_variables: expected a fusenet Layer. Received: {type(layer).__name__}")
-    params = layer.params
-    cached = _VARIABLES.get(layer)
-    if cached is None or list(cached) != list(params) or any(cached[k]._value is not params[k] for k in params):
-        own = getattr(layer, "_tape_variables", {})
-        cached = {}
-        for k, arr in params.items():
-            v = own.get(k)
-            cached[k] = v if v is not None and v._value is arr else Variable(arr, name=f"{layer.name}/{k}")
-        _VARIABLES[layer] = cached
-    for v in cached.values():
-        v.trainable = layer.trainable
-    return cached
-
-
-def _all_layers(layer: Layer) -> list:
-    found, stack = [], [layer]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(current._sublayers.values())
-    return found
+    info = _layer_info(layer)
+    return dict(zip(info.names, info.variables))
 
 
 def _grad_owners(layer: Layer) -> dict:
@@ -148,11 +184,26 @@ def _grad_owners(layer: Layer) -> dict:
     return owners
 
 
+def _all_layers(layer: Layer) -> list:
+    found, stack = [], [layer]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(current._sublayers.values())
+    return found
+
+
 def _describe(layer: Layer) -> str:
     return f"layer '{layer.name}' ({type(layer).__name__})"
 
 
 # ---------------------------------------------------------------- one layer call = one node
+def _wrap_outputs(y, multi_out):
+    if multi_out:
+        return [Tensor._wrap(v) for v in y]
+    return Tensor._wrap(y)
+
+
 def call_layer(layer: Layer, x, training: bool = False):
     """Run ``layer(x, training)`` and record it as one node on the recording tapes.
 
@@ -162,72 +213,217 @@ def call_layer(layer: Layer, x, training: bool = False):
     """
     if not isinstance(layer, Layer):
         raise TypeError(f"call_layer: expected a fusenet Layer. Received: {type(layer).__name__}")
-    multi_in = isinstance(x, (list, tuple))
-    items = list(x) if multi_in else [x]
-    arrays = [v._value if isinstance(v, Tensor) else v for v in items]
-    training = bool(training)
-    with _tape.isolated():
-        y = _ORIGINAL_CALL(layer, arrays if multi_in else arrays[0], training=training)
-    multi_out = isinstance(y, (list, tuple))
-    outs = list(y) if multi_out else [y]
-    inputs = [v if isinstance(v, Tensor) else Tensor._wrap(np.asarray(a)) for v, a in zip(items, arrays)]
-    variables = layer_variables(layer) if layer.built else {}
-    names = list(variables)
-    saved = [(sub, sub._cache) for sub in _all_layers(layer)] if training else None
-    n_in = len(inputs)
+    return _call_layer(layer, x, training)
 
-    def vjp(grads, needs):
-        if saved is None:
+
+def _call_layer(layer, x, training):
+    if isinstance(x, Tensor):
+        items, has_tensor, arg = None, True, x._value
+    elif isinstance(x, (list, tuple)):
+        items = tuple(x)
+        arg = [v._value if isinstance(v, Tensor) else v for v in items]
+        has_tensor = any(isinstance(v, Tensor) for v in items)
+    else:
+        items, has_tensor, arg = None, False, x
+    # the layer runs its own NumPy forward: no tape entered so far records inside it
+    state = _STATE
+    tapes, barrier = state.recording, state.barrier
+    state.barrier, state.recording = len(state.stack), ()
+    try:
+        y = layer(arg, training=training)
+    finally:
+        state.barrier, state.recording = barrier, tapes
+    multi_out = isinstance(y, (list, tuple))
+    if tapes:
+        if items is None:
+            inputs = (x if has_tensor else Tensor._wrap(arg),)
+        else:
+            inputs = tuple([v if isinstance(v, Tensor) else Tensor._wrap(np.asarray(a)) for v, a in zip(items, arg)])
+        if layer.built:
+            info = _layer_info(layer)
+            node_inputs = inputs + info.variables
+        else:
+            info, node_inputs = None, inputs
+        recorders = [t for t in tapes if t._tracks_any(node_inputs)]
+        if recorders:
+            node = _LayerNode(layer, info, training, inputs, items is not None, node_inputs, y, multi_out, recorders)
+            key = id(layer)
+            outs = node.outputs
+            for t in recorders:
+                nodes = t._nodes
+                node.index = len(nodes)
+                nodes.append(node)
+                known = t._tensors
+                for o in outs:
+                    known[id(o)] = o
+                calls = t._layer_calls
+                calls[key] = calls.get(key, 0) + 1
+            return list(outs) if multi_out else outs[0]
+    if not has_tensor:
+        return y
+    return [Tensor._wrap(v) for v in y] if multi_out else Tensor._wrap(y)
+
+
+_NOT_TRAINING = object()  # the saved values of a call made with training=False: none
+_wrap = Tensor._wrap
+
+
+class _LayerNode(ComputationNode):
+    """One recorded call of a fusenet layer; its backward is the layer's own ``backward``.
+
+    The node's inputs are the call's ``n_in`` inputs followed by the layer's parameter
+    Variables. It keeps the ``_cache`` of the layer (and of its sublayers) from this call, so a
+    layer called several times is differentiated correctly for each call. (``op`` and ``attrs``
+    are made when asked for: most nodes are never displayed.)
+    """
+
+    __slots__ = ("layer", "info", "saved", "n_in", "multi_in", "n_recorders")
+
+    def __init__(self, layer, info, training, inputs, multi_in, node_inputs, y, multi_out, recorders):
+        self.inputs = node_inputs
+        self.outputs = tuple([_wrap(v) for v in y]) if multi_out else (_wrap(y),)
+        self._stamp = ASSIGNMENTS[0]
+        self.index = -1
+        self.layer = layer
+        self.info = info
+        if not training:
+            self.saved = _NOT_TRAINING
+        elif layer._sublayers:
+            self.saved = tuple([(sub, sub._cache) for sub in _all_layers(layer)])
+        else:
+            self.saved = layer._cache
+        self.n_in = len(inputs)
+        self.multi_in = multi_in
+        self.n_recorders = len(recorders)
+
+    @property
+    def op(self) -> str:
+        return f"layer:{self.layer.name}"
+
+    @property
+    def attrs(self) -> dict:
+        return {"class": type(self.layer).__name__}
+
+    _adds_into_grads = True
+
+    def _pull(self, grads: tuple, needs):
+        """Run the layer's ``backward`` on this call's saved values for the output gradients
+        ``grads``: returns ``(dx, params)`` as arrays (``dx`` as the backward returned it,
+        ``params[i]`` the gradient of parameter ``i`` or ``None``; ``params`` is ``None`` when no
+        parameter gradient is needed). Where the parameter gradients go: see the module doc."""
+        if ASSIGNMENTS[0] != self._stamp:
+            self._check_versions()
+        layer = self.layer
+        saved = self.saved
+        if saved is _NOT_TRAINING:
             raise TapeUsageError(
                 f"{_describe(layer)} was called with training=False inside a recording GradientTape, so it kept "
                 "nothing for its backward. Call it with training=True to differentiate through it."
             )
-        for sub, cache in saved:
-            sub._cache = cache
-        gs = list(grads) if multi_out else [grads]
-        dys = [g._value.astype(o.dtype, copy=False) for g, o in zip(gs, outs)]
-        wanted = [k for k, need in zip(names, needs[n_in:]) if need]
-        # this call's parameter gradients: the backward adds into fresh zero arrays swapped in for
-        # the layer's gradients, which then receive them (+=); exact whatever they held before
-        owners = _grad_owners(layer)
-        swapped = []
-        for k in wanted:
-            owner, local = owners[k]
-            swapped.append((owner, local, owner._grads[local]))
-            owner._grads[local] = np.zeros(swapped[-1][2].shape, dtype=swapped[-1][2].dtype)
-        contributions = {}
+        if layer._sublayers:
+            for sub, cache in saved:
+                sub._cache = cache
+        else:
+            layer._cache = saved
+        outputs = self.outputs
+        if len(outputs) == 1:
+            dys = grads[0]._value
+            dtype = outputs[0]._value.dtype
+            if dys.dtype is not dtype and dys.dtype != dtype:
+                dys = dys.astype(dtype)
+            elif not dys.flags.writeable:  # a shared seed: a backward may work in place
+                dys = dys.copy()
+        else:
+            dys = [g._value.astype(o._value.dtype, copy=not g._value.flags.writeable)
+                   for g, o in zip(grads, outputs)]
+        param_needs = needs[self.n_in:]
+        any_param = True in param_needs
+        backprop = _STATE.backprop
+        alias = False
+        if backprop is not None and backprop.replace:
+            # this gradient computation sets the layer's grads: reset them at its first call here
+            key = id(layer)
+            zeroed = backprop.zeroed
+            if key not in zeroed:
+                zeroed.add(key)
+                layer.zero_grad()
+            tape = backprop.tape
+            # the only call of the layer, recorded by this tape alone, differentiated once: the
+            # backward adds into the (just zeroed) grads themselves, which the tape then returns
+            alias = self.n_recorders == 1 and not tape.persistent and tape._layer_calls.get(key) == 1
+        swapped = None
+        if any_param and not alias:  # this call's parameter gradients in fresh zero arrays, then added to grads
+            swapped = []
+            for (owner, local), need in zip(self.info.owners, param_needs):
+                if need:
+                    original = owner._grads[local]
+                    swapped.append((owner, local, original))
+                    owner._grads[local] = np.zeros(original.shape, dtype=original.dtype)
+        state = _STATE
+        tapes, barrier = state.recording, state.barrier
+        state.barrier, state.recording = len(state.stack), ()
         try:
-            with _tape.isolated():
-                dx = layer.backward(dys if multi_out else dys[0])
+            dx = layer.backward(dys)
         finally:
-            for k, (owner, local, original) in zip(wanted, swapped):
-                contributions[k] = owner._grads[local]
-                owner._grads[local] = original
-                original += contributions[k]
-        dxs = list(dx) if multi_in else [dx]
-        values, slots = [], []
-        for i in range(n_in):
-            if needs[i] and dxs[i] is not None:
-                values.append(np.asarray(dxs[i]))
-                slots.append(i)
-        for k in wanted:
-            values.append(contributions[k])
-            slots.append(n_in + names.index(k))
-        reason = (
-            f"Second-order gradients through {_describe(layer)} are not available: its backward is hand-written "
-            "NumPy. Write the computation with tape operations (e.g. a TapeLayer) to differentiate it twice."
-        )
-        wrapped = non_differentiable(f"backward:{layer.name}", values, tuple(gs) + tuple(inputs), reason)
-        result = [None] * len(needs)
-        for slot, t in zip(slots, wrapped):
-            result[slot] = t
-        return tuple(result)
+            state.barrier, state.recording = barrier, tapes
+            if swapped:
+                mine = []
+                for owner, local, original in swapped:
+                    mine.append(owner._grads[local])
+                    owner._grads[local] = original
+                    original += mine[-1]
+        if not any_param:
+            return dx, None
+        if swapped:
+            contributions = iter(mine)
+            return dx, [next(contributions) if need else None for need in param_needs]
+        return dx, [owner._grads[local] if need else None for (owner, local), need in zip(self.info.owners, param_needs)]
 
-    out_tensors, node = record_node(f"layer:{layer.name}", outs, tuple(inputs) + tuple(variables.values()), vjp,
-                                    {"class": type(layer).__name__})
-    if node is None and not any(isinstance(v, Tensor) for v in items):
-        return y
-    return list(out_tensors) if multi_out else out_tensors[0]
+    def _input_grads(self, dx, needs) -> list:
+        if self.multi_in:
+            return [d if need else None for d, need in zip(dx, needs)]
+        return [dx if needs[0] else None]
+
+    def backward(self, grads: tuple, needs) -> list:
+        """Gradients of the node's inputs (the call's inputs, then the parameters) from those of
+        its outputs, through the layer's own ``backward``."""
+        dx, params = self._pull(grads, needs)
+        values = self._input_grads(dx, needs) + (params or [None] * (len(needs) - self.n_in))
+        if _STATE.recording:  # an outer tape records: hand-computed gradients cannot be differentiated again
+            slots = [i for i, v in enumerate(values) if v is not None]
+            reason = (
+                f"Second-order gradients through {_describe(self.layer)} are not available: its backward is "
+                "hand-written NumPy. Write the computation with tape operations (e.g. a TapeLayer) to differentiate "
+                "it twice."
+            )
+            wrapped = non_differentiable(f"backward:{self.layer.name}", [values[i] for i in slots],
+                                         tuple(grads) + self.inputs[:self.n_in], reason)
+            for i, t in zip(slots, wrapped):
+                values[i] = t
+            return values
+        return [None if v is None else _wrap(v) for v in values]
+
+    def _backward_into(self, grads: tuple, needs, table: dict) -> None:
+        """:meth:`backward`, adding the input gradients into the gradient table of ``_backprop``."""
+        if _STATE.recording:
+            for t, g in zip(self.inputs, self.backward(grads, needs)):
+                if g is not None:
+                    accumulate(table, t, g, self)
+            return
+        dx, params = self._pull(grads, needs)
+        inputs = self.inputs
+        if self.multi_in:
+            for t, d, need in zip(inputs, dx, needs):
+                if need and d is not None:
+                    accumulate(table, t, _wrap(d), self)
+        elif needs[0] and dx is not None:
+            accumulate(table, inputs[0], _wrap(dx), self)
+        if params is not None:  # the layer's own gradient arrays: shaped and typed as the parameters
+            for var, g in zip(inputs[self.n_in:], params):
+                if g is not None:
+                    key = id(var)
+                    prev = table.get(key)
+                    table[key] = _wrap(g) if prev is None else _ops.add(prev, _wrap(g))
 
 
 # ---------------------------------------------------------------- layers written with tape operations
@@ -285,7 +481,9 @@ class TapeLayer(Layer):
             self._save_for_backward(False)
             with _tape.dispatch_scope():
                 return np.asarray(self._run_call(xt, False)._value)
-        with GradientTape(persistent=True) as tape:
+        tape = GradientTape(persistent=True)
+        tape._replace_layer_grads = False  # backward adds (+=) into grads, sublayers' included
+        with tape:
             tape.watch(xt)
             y = self._run_call(xt, True)
         self._save_for_backward(True, tape, xt, y)

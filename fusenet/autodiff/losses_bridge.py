@@ -26,7 +26,7 @@ import numpy as np
 from ..losses.base import Loss
 from ..utils import check_numeric
 from . import ops
-from .tape import GradientTape, non_differentiable, record
+from .tape import _STATE, GradientTape, non_differentiable, record
 from .tensor import Tensor
 
 __all__ = ["TapeLoss", "call_loss"]
@@ -84,7 +84,9 @@ class TapeLoss(Loss):
 
     def _forward(self, yt, yp):
         ypt = Tensor(yp)
-        with GradientTape(watch_accessed_variables=False) as tape:
+        tape = GradientTape(watch_accessed_variables=False)
+        tape._replace_layer_grads = False  # layers called in fn add to their grads, as a backward does
+        with tape:
             tape.watch(ypt)
             losses = self._losses(yt, ypt)
         return losses._value, {"tape": tape, "yp": ypt, "losses": losses}
@@ -151,16 +153,21 @@ def call_loss(loss, y_true, y_pred, sample_weight=None) -> Tensor:
     else:
         value = loss(y_true, yp._value, sample_weight=sample_weight)
         grad = loss.gradient(y_true, yp._value, sample_weight=sample_weight)
-    if np.ndim(value) != 0:
+    if type(value) is not float and np.ndim(value) != 0:
         raise ValueError(
             f"call_loss: expected a loss that reduces to a scalar, but {type(loss).__name__} returned values of shape "
             f"{np.shape(value)} (reduction='none'). Use a reducing loss, or a TapeLoss for per-sample values."
         )
-    dtype = yp.dtype if yp.dtype.kind == "f" else np.dtype(np.float32)
-    grad = np.asarray(grad, dtype=dtype)
+    dtype = yp._value.dtype
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float32)
+    if type(grad) is not np.ndarray or grad.dtype != dtype:
+        grad = np.asarray(grad, dtype=dtype)
     name = getattr(loss, "name", type(loss).__name__)
 
     def vjp(g):
+        if not _STATE.recording:
+            return Tensor._wrap(g._value * grad)
         reason = (
             f"Second-order gradients through loss {name!r} ({type(loss).__name__}) are not available: its gradient "
             "is hand-written NumPy. Write the loss with tape operations (TapeLoss) to differentiate it twice."

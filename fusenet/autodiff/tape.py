@@ -43,7 +43,7 @@ from collections import deque
 
 import numpy as np
 
-from .tensor import Tensor, Variable
+from .tensor import ASSIGNMENTS, Tensor, Variable
 
 __all__ = [
     "GradientTape",
@@ -77,9 +77,18 @@ class _State:
         self.recording: tuple = ()
         self.scopes = 0  # active tapes plus dispatch scopes (see layers_bridge)
         self.hooks: list = []  # (on_first_scope, on_last_scope) pairs
+        self.backprop = None  # the running gradient computation (a _Backprop), innermost
 
     def refresh(self) -> None:
-        self.recording = tuple(t for t in self.stack[self.barrier:] if t._recording)
+        stack = self.stack
+        above = len(stack) - self.barrier
+        if above == 1:  # the common case: one tape entered
+            tape = stack[-1]
+            self.recording = (tape,) if tape._recording else ()
+        elif above <= 0:
+            self.recording = ()
+        else:
+            self.recording = tuple([t for t in stack[self.barrier:] if t._recording])
 
     def open_scope(self) -> None:
         self.scopes += 1
@@ -123,21 +132,38 @@ class isolated:
 
     Used while a layer runs its own forward/backward: the layer call is one node for the outer
     tapes, and a :class:`~fusenet.autodiff.TapeLayer` can still record its own operations.
-    (A small class rather than a generator: it runs twice per layer node.)
+    (A small class rather than a generator; the layer bridge inlines the same two assignments.)
     """
 
     __slots__ = ("_old",)
 
     def __enter__(self):
-        self._old = _STATE.barrier
+        self._old = (_STATE.barrier, _STATE.recording)
         _STATE.barrier = len(_STATE.stack)
-        _STATE.refresh()
+        _STATE.recording = ()
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        _STATE.barrier = self._old
-        _STATE.refresh()
+        _STATE.barrier, _STATE.recording = self._old
         return False
+
+
+class _Backprop:
+    """What a layer node's VJP needs to know about the gradient computation running it.
+
+    Attributes:
+        tape: the tape computing the gradients.
+        replace: whether layer nodes set their layer's ``grads`` to this computation's gradient
+            (:class:`GradientTape` by default) rather than add to them (a TapeLayer's own tape).
+        zeroed: ids of the layers whose ``grads`` this computation already reset.
+    """
+
+    __slots__ = ("tape", "replace", "zeroed")
+
+    def __init__(self, tape):
+        self.tape = tape
+        self.replace = tape._replace_layer_grads
+        self.zeroed = set()
 
 
 # ---------------------------------------------------------------- nodes and recording
@@ -151,7 +177,10 @@ class ComputationNode:
         attrs: static arguments worth showing (axis, shape, ...).
     """
 
-    __slots__ = ("op", "inputs", "outputs", "attrs", "_vjp", "_versions", "index")
+    __slots__ = ("op", "inputs", "outputs", "attrs", "_vjp", "_stamp", "index")
+
+    #: the node adds its input gradients into the gradient table itself (``_backward_into``)
+    _adds_into_grads = False
 
     def __init__(self, op, inputs, outputs, vjp, attrs=None):
         self.op = op
@@ -159,25 +188,31 @@ class ComputationNode:
         self.outputs = outputs
         self.attrs = attrs or {}
         self._vjp = vjp
-        self._versions = tuple((t, t._version) for t in inputs if isinstance(t, Variable))
+        self._stamp = ASSIGNMENTS[0]  # Variable assignments so far (see _check_versions)
         self.index = -1
+
+    def _check_versions(self) -> None:
+        """Raise when a Variable input was assigned after this node was recorded."""
+        if ASSIGNMENTS[0] == self._stamp:
+            return
+        for var in self.inputs:
+            if isinstance(var, Variable) and var._version > self._stamp:
+                raise TapeUsageError(
+                    f"GradientTape.gradient: Variable {var.name or '<unnamed>'} (shape {var.shape}) was assigned after "
+                    f"operation '{self.op}' used it; its gradient would use the new value. Compute the gradient "
+                    "before assigning, or assign to a copy."
+                )
 
     def backward(self, grads: tuple, needs: tuple) -> tuple:
         """Gradients of the inputs (``None`` where ``needs`` is False) from those of the outputs.
 
         ``grads`` has one Tensor per output (zeros for outputs that got none).
         """
-        for var, version in self._versions:
-            if var._version != version:
-                raise TapeUsageError(
-                    f"GradientTape.gradient: Variable {var.name or '<unnamed>'} (shape {var.shape}) was assigned after "
-                    f"operation '{self.op}' used it; its gradient would use the new value. Compute the gradient "
-                    "before assigning, or assign to a copy."
-                )
+        self._check_versions()
         vjp = self._vjp
         if isinstance(vjp, tuple):  # one function per input
             g = grads[0]
-            return tuple(fn(g) if need and fn is not None else None for fn, need in zip(vjp, needs))
+            return tuple([fn(g) if need and fn is not None else None for fn, need in zip(vjp, needs)])
         return vjp(grads if len(self.outputs) > 1 else grads[0], needs)
 
     def __repr__(self):
@@ -196,16 +231,21 @@ def record_node(op: str, values, inputs, vjp, attrs=None):
     inputs (``grads`` is the tuple of output gradients, or the single gradient when there is one
     output). Returns ``(outputs, node)``; ``node`` is ``None`` when nothing recorded it.
     """
-    outputs = tuple(Tensor._wrap(v) for v in values)
+    outputs = (Tensor._wrap(values[0]),) if len(values) == 1 else tuple([Tensor._wrap(v) for v in values])
     tapes = _STATE.recording
     if not tapes:
         return outputs, None
-    if isinstance(vjp, tuple):
-        pairs = [(t, fn) for t, fn in zip(inputs, vjp) if isinstance(t, Tensor)]
-        tensors = tuple(t for t, _ in pairs)
-        vjp = tuple(fn for _, fn in pairs)
+    for t in inputs:
+        if not isinstance(t, Tensor):  # Python scalars are constants, not node inputs
+            if isinstance(vjp, tuple):
+                pairs = [(t, fn) for t, fn in zip(inputs, vjp) if isinstance(t, Tensor)]
+                tensors = tuple([t for t, _ in pairs])
+                vjp = tuple([fn for _, fn in pairs])
+            else:
+                tensors = tuple([t for t in inputs if isinstance(t, Tensor)])
+            break
     else:
-        tensors = tuple(t for t in inputs if isinstance(t, Tensor))
+        tensors = inputs if type(inputs) is tuple else tuple(inputs)
     node = None
     for tape in tapes:
         if tape._tracks_any(tensors):
@@ -343,7 +383,13 @@ def _topological_order(nodes, producer=None) -> list:
 def _flatten(structure, owner: str, what: str):
     """Leaves of a Tensor / list / tuple / dict structure and a function rebuilding it."""
     if not isinstance(structure, (list, tuple, dict)):
-        return [structure], (lambda values: values[0])
+        return [structure], _first
+    if type(structure) in (list, tuple):
+        for v in structure:
+            if isinstance(v, (list, tuple, dict)):
+                break
+        else:  # a flat list or tuple (e.g. model.trainable_weights)
+            return list(structure), type(structure)
     leaves = []
 
     def walk(s):
@@ -360,6 +406,10 @@ def _flatten(structure, owner: str, what: str):
 
     build = walk(structure)
     return leaves, (lambda values: build(iter(values)))
+
+
+def _first(values):
+    return values[0]
 
 
 def _describe(x) -> str:
@@ -379,11 +429,17 @@ class GradientTape:
             tape records (otherwise only what :meth:`watch` names).
     """
 
+    __slots__ = ("persistent", "watch_accessed_variables", "_replace_layer_grads", "_recording", "_entered",
+                 "_released", "_nodes", "_tensors", "_watched", "_layer_calls", "_arrays", "__weakref__")
+
     def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True):
         if not isinstance(persistent, (bool, np.bool_)):
             raise TypeError(f"GradientTape: expected persistent to be True or False. Received: persistent={persistent!r}")
         self.persistent = bool(persistent)
         self.watch_accessed_variables = bool(watch_accessed_variables)
+        # layer nodes set the layers' grads to the gradient (True) or add to them (a TapeLayer's
+        # private tape: its backward must add, as every layer's backward does)
+        self._replace_layer_grads = True
         self._recording = False
         self._entered = False
         self._released = False
@@ -393,7 +449,8 @@ class GradientTape:
         self._nodes: list = []
         self._tensors: dict = {}  # id -> Tensor: watched tensors and recorded outputs
         self._watched: dict = {}  # id -> Tensor: explicitly or automatically watched
-        self._by_array: dict = {}  # id(ndarray) -> [Variable, ...] tracked Variables on that array
+        self._layer_calls: dict = {}  # id(layer) -> number of its calls recorded (layers_bridge)
+        self._arrays: dict = {}  # id(ndarray) -> [Variable, ...]: the watched Variables on each array
 
     # ------------------------------------------------------------ context
     def __enter__(self) -> "GradientTape":
@@ -411,11 +468,16 @@ class GradientTape:
     def __exit__(self, exc_type, exc, tb) -> bool:
         self._recording = False
         self._entered = False
-        for i in range(len(_STATE.stack) - 1, -1, -1):
-            if _STATE.stack[i] is self:
-                del _STATE.stack[i]
-                break
-        _STATE.barrier = min(_STATE.barrier, len(_STATE.stack))
+        stack = _STATE.stack
+        if stack[-1] is self:
+            stack.pop()
+        else:
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i] is self:
+                    del stack[i]
+                    break
+        if _STATE.barrier > len(stack):
+            _STATE.barrier = len(stack)
         _STATE.refresh()
         _STATE.close_scope()
         return False
@@ -451,30 +513,45 @@ class GradientTape:
             self._watch(t)
 
     def _watch(self, t: Tensor) -> None:
-        self._tensors[id(t)] = t
-        self._watched[id(t)] = t
+        key = id(t)
+        if key in self._watched:
+            return
+        self._tensors[key] = self._watched[key] = t
         if isinstance(t, Variable):
-            same = self._by_array.setdefault(id(t._value), [])
-            if not any(v is t for v in same):
-                same.append(t)
+            self._index_variable(t)
+
+    def _index_variable(self, v: Variable) -> None:
+        same = self._arrays.get(id(v._value))
+        if same is None:
+            self._arrays[id(v._value)] = [v]
+        else:
+            same.append(v)
 
     def _tracks_any(self, tensors) -> bool:
         """Whether this tape follows one of ``tensors`` (watching accessed trainable Variables)."""
         found = False
         known = self._tensors
         for t in tensors:
-            if id(t) in known:
+            key = id(t)
+            if key in known:
                 found = True
             elif self.watch_accessed_variables and type(t) is Variable and t.trainable:
-                self._watch(t)
+                known[key] = self._watched[key] = t
+                same = self._arrays.get(id(t._value))
+                if same is None:
+                    self._arrays[id(t._value)] = [t]
+                else:
+                    same.append(t)
                 found = True
         return found
 
     def _add(self, node: ComputationNode) -> None:
-        node.index = len(self._nodes)
-        self._nodes.append(node)
+        nodes = self._nodes
+        node.index = len(nodes)
+        nodes.append(node)
+        known = self._tensors
         for t in node.outputs:
-            self._tensors[id(t)] = t
+            known[id(t)] = t
 
     def watched_variables(self) -> list:
         """The Variables this tape watches, in the order it first saw them."""
@@ -502,7 +579,7 @@ class GradientTape:
     def _resolve(self, source):
         """The tracked Tensors that stand for ``source`` (a Tensor/Variable or a parameter ndarray)."""
         if isinstance(source, np.ndarray):
-            return list(self._by_array.get(id(source), []))
+            return self._arrays.get(id(source), ())
         if not isinstance(source, Tensor):
             raise TypeError(
                 "GradientTape.gradient: expected every source to be a Tensor, a Variable or a parameter ndarray "
@@ -510,7 +587,7 @@ class GradientTape:
             )
         found = [source] if id(source) in self._tensors else []
         if isinstance(source, Variable):
-            found += [v for v in self._by_array.get(id(source._value), []) if v is not source]
+            found += [v for v in self._arrays.get(id(source._value), ()) if v is not source]
         return found
 
     def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
@@ -543,21 +620,33 @@ class GradientTape:
                 raise TypeError(f"{owner}: expected the target to be a Tensor (or a list of Tensors). Received: {_describe(t)}")
         seeds = self._seeds(targets, output_gradients, owner)
         leaves, rebuild = _flatten(sources, owner, "sources")
-        resolved = [self._resolve(s) for s in leaves]
-        with self._not_recording():
+        arrays = self._arrays
+        resolved = [arrays.get(id(s), ()) if type(s) is np.ndarray else self._resolve(s) for s in leaves]
+        was, self._recording = self._recording, False
+        _STATE.refresh()
+        try:
             grads = _backprop(self, targets, seeds, [t for group in resolved for t in group])
-        if not self.persistent:  # release the graph; nothing more is recorded on this tape
+        except BaseException:
+            self._recording = was
+            _STATE.refresh()
+            raise
+        if self.persistent:
+            self._recording = was
+        else:  # release the graph; nothing more is recorded on this tape
             self._clear()
             self._released = True
-            self._recording = False
-            _STATE.refresh()
+        _STATE.refresh()
         results = []
+        get = grads.get
         for source, group in zip(leaves, resolved):
-            g = None
-            for t in group:
-                gt = grads.get(id(t))
-                if gt is not None:
-                    g = gt if g is None else _ops().add(g, gt)
+            if len(group) == 1:
+                g = get(id(group[0]))
+            else:
+                g = None
+                for t in group:
+                    gt = get(id(t))
+                    if gt is not None:
+                        g = gt if g is None else _ops().add(g, gt)
             if g is None and unconnected_gradients == "zero":
                 shape, dtype = (source.shape, source.dtype)
                 g = Tensor._wrap(np.zeros(shape, dtype=dtype if dtype.kind == "f" else np.float32))
@@ -568,13 +657,14 @@ class GradientTape:
         if output_gradients is None:
             seeds = []
             for t in targets:
-                if t.size != 1:
+                value = t._value
+                if value.size != 1:
                     raise ValueError(
                         f"{owner}: the target has shape {t.shape}, which is not a scalar; pass output_gradients "
                         f"(the upstream gradient, shape {t.shape}) or reduce the target first, e.g. with sum(). "
                         f"Received: target.shape={t.shape}, output_gradients=None"
                     )
-                seeds.append(Tensor._wrap(np.ones(t.shape, dtype=_grad_dtype(t))))
+                seeds.append(_one(value.shape, value.dtype))
             return seeds
         ogs, _ = _flatten(output_gradients, owner, "output_gradients")
         if len(ogs) != len(targets):
@@ -595,20 +685,24 @@ class GradientTape:
             seeds.append(og)
         return seeds
 
-    @contextlib.contextmanager
-    def _not_recording(self):
-        was = self._recording
-        self._recording = False
-        _STATE.refresh()
-        try:
-            yield
-        finally:
-            self._recording = was
-            _STATE.refresh()
-
     def __repr__(self):
         state = "released" if self._released else f"{len(self._nodes)} nodes"
         return f"<GradientTape persistent={self.persistent} {state}>"
+
+
+_ONES: dict = {}
+
+
+def _one(shape, dtype) -> Tensor:
+    """A read-only Tensor of ones of ``shape`` (one element) in ``dtype`` (float32 for a non-float
+    dtype): the seed of a scalar target, shared between gradient computations (never written)."""
+    key = (shape, dtype)
+    seed = _ONES.get(key)
+    if seed is None:
+        arr = np.ones(shape, dtype=dtype if dtype.kind == "f" else np.float32)
+        arr.flags.writeable = False
+        seed = _ONES[key] = Tensor._wrap(arr)
+    return seed
 
 
 def _grad_dtype(t: Tensor):
@@ -627,64 +721,84 @@ def _ops():
     return _OPS[0]
 
 
-def _reachable(producer: dict, targets) -> list:
-    """The nodes that the targets depend on (iterative depth-first search over ``producer``)."""
-    seen = set()
-    found = []
-    stack = [producer[id(t)] for t in targets if id(t) in producer]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        found.append(node)
-        for t in node.inputs:
-            p = producer.get(id(t))
-            if p is not None and id(p) not in seen:
-                stack.append(p)
-    found.sort(key=lambda n: n.index)
-    return found
+def accumulate(grads: dict, t: Tensor, g: Tensor, node) -> None:
+    """Add ``g`` (the gradient of ``t`` pulled back through ``node``) into the gradient table
+    ``grads`` (``id(tensor) -> gradient``), in ``t``'s dtype."""
+    value, gv = t._value, g._value
+    if gv.shape != value.shape:  # pragma: no cover - a wrong VJP is a bug of fusenet
+        raise RuntimeError(f"internal error: the VJP of '{node.op}' gave shape {g.shape} for an input of shape {t.shape}")
+    if gv.dtype is not value.dtype and gv.dtype != value.dtype:
+        g = _ops().cast(g, value.dtype)
+    key = id(t)
+    prev = grads.get(key)
+    grads[key] = g if prev is None else _ops().add(prev, g)
 
 
 def _backprop(tape: GradientTape, targets, seeds, sources) -> dict:
-    """Reverse accumulation: ``{id(source): gradient}`` for the sources the targets depend on."""
+    """Reverse accumulation: a dict whose entry ``id(source)`` is the gradient of each source the
+    targets depend on (other entries are internal).
+
+    The recording order is a topological order (a node's inputs exist before it is recorded),
+    so one forward pass finds the nodes a source leads to (and which of their inputs need a
+    gradient: those a source leads to, of a float dtype), and one backward pass over them, in
+    reverse recording order, pulls the gradients back; a node whose outputs got no gradient
+    does not reach the targets and is skipped. Gradients of a tensor used several times are summed.
+    """
     ops = _ops()
-    producer = _producers(tape._nodes)
-    order = _topological_order(_reachable(producer, targets), producer)
     source_ids = {id(s) for s in sources}
-    # tensors through which a source reaches the targets (forward pass over the order)
-    leads = set(source_ids)
+    # float tensors through which a source reaches the targets (forward pass over the recording
+    # order); an input needs a gradient when it is one of them
+    leads = {id(s) for s in sources if s._value.dtype.kind == "f"}
+    leads_contains = leads.__contains__
     relevant = []
-    for node in order:
-        if any(id(t) in leads for t in node.inputs):
-            relevant.append(node)
-            for t in node.outputs:
-                leads.add(id(t))
+    for node in tape._nodes:
+        needs = list(map(leads_contains, map(id, node.inputs)))
+        if True in needs:
+            relevant.append((node, needs))
+            for o in node.outputs:
+                if o._value.dtype.kind == "f":
+                    leads.add(id(o))
     grads: dict[int, Tensor] = {}
     for t, g in zip(targets, seeds):
-        if id(t) in leads:
+        if id(t) in leads or id(t) in source_ids:
+            if id(t) in source_ids and not g._value.flags.writeable:  # a shared seed is never handed out
+                g = Tensor._wrap(g._value.copy())
             prev = grads.get(id(t))
             grads[id(t)] = g if prev is None else ops.add(prev, g)
-    for node in reversed(relevant):
-        outs = []
-        any_grad = False
-        for t in node.outputs:
-            g = grads.get(id(t)) if id(t) in source_ids else grads.pop(id(t), None)
-            any_grad = any_grad or g is not None
-            outs.append(g)
-        if not any_grad:
-            continue
-        outs = tuple(g if g is not None else Tensor._wrap(np.zeros(t.shape, dtype=_grad_dtype(t)))
-                     for g, t in zip(outs, node.outputs))
-        needs = tuple(id(t) in leads and t.dtype.kind == "f" for t in node.inputs)
-        in_grads = node.backward(outs, needs)
-        for t, g, need in zip(node.inputs, in_grads, needs):
-            if g is None or not need:
+    get, pop = grads.get, grads.pop
+    outer = _STATE.backprop
+    _STATE.backprop = _Backprop(tape)
+    try:
+        for node, needs in reversed(relevant):
+            outputs = node.outputs
+            if len(outputs) == 1:
+                key = id(outputs[0])
+                g = get(key) if key in source_ids else pop(key, None)
+                if g is None:
+                    continue
+                outs = (g,)
+            else:
+                outs = [get(id(t)) if id(t) in source_ids else pop(id(t), None) for t in outputs]
+                if all(g is None for g in outs):
+                    continue
+                outs = tuple([g if g is not None else Tensor._wrap(np.zeros(t.shape, dtype=_grad_dtype(t)))
+                              for g, t in zip(outs, outputs)])
+            if node._adds_into_grads:
+                node._backward_into(outs, needs, grads)
                 continue
-            if g.shape != t.shape:  # pragma: no cover - a wrong VJP is a bug of fusenet
-                raise RuntimeError(f"internal error: the VJP of '{node.op}' gave shape {g.shape} for an input of shape {t.shape}")
-            if g.dtype != t.dtype:
-                g = ops.cast(g, t.dtype)
-            prev = grads.get(id(t))
-            grads[id(t)] = g if prev is None else ops.add(prev, g)
-    return {key: grads[key] for key in source_ids if key in grads}
+            for t, g, need in zip(node.inputs, node.backward(outs, needs), needs):
+                if g is None or not need:
+                    continue
+                value, gv = t._value, g._value
+                if gv.shape != value.shape:  # pragma: no cover - a wrong VJP is a bug of fusenet
+                    raise RuntimeError(
+                        f"internal error: the VJP of '{node.op}' gave shape {g.shape} for an input of shape {t.shape}"
+                    )
+                if gv.dtype is not value.dtype and gv.dtype != value.dtype:
+                    g = ops.cast(g, value.dtype)
+                key = id(t)
+                prev = get(key)
+                grads[key] = g if prev is None else ops.add(prev, g)
+    finally:
+        _STATE.backprop = outer
+    return grads  # the sources' entries are their gradients

@@ -34,6 +34,11 @@ DEFAULT_FLOAT = np.dtype("float32")
 
 _NUMERIC_KINDS = "biuf"
 
+#: ``[n]``: the number of Variable assignments so far (a Variable's ``_version`` is the count at its
+#: last assignment, so a node recorded at count ``c`` used a Variable since assigned iff its
+#: ``_version > c``; nodes skip the check while the count has not moved)
+ASSIGNMENTS = [0]
+
 
 def _to_array(value, dtype, owner: str) -> np.ndarray:
     """``value`` as an ndarray: ndarrays keep their dtype (no copy), Python data becomes float32."""
@@ -329,7 +334,8 @@ class Variable(Tensor):
                 f"Variable.assign: expected a value that broadcasts to the variable's shape {self.shape}. "
                 f"Received: value.shape={value.shape}"
             ) from None
-        self._version += 1
+        ASSIGNMENTS[0] += 1
+        self._version = ASSIGNMENTS[0]
         return self
 
     def assign_add(self, delta) -> "Variable":
