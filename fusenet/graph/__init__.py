@@ -5,7 +5,11 @@
 - :mod:`fusenet.graph.passes` rewrites graphs (identity and dropout removal, reshape merging, pattern
   fusion, BatchNorm folding, dead-node elimination); :func:`~fusenet.graph.passes.optimize` chains them.
 - :func:`compile` returns a callable running the optimised graph, with one cached plan per input
-  shape/dtype, and an interpreted fallback for models that cannot be traced.
+  shape/dtype, and an interpreted fallback for models that cannot be traced. A plan is generated
+  Python source (``compiled.code``): inference plans write into arrays planned by liveness and
+  reused across calls, with the shape-specialised work (convolution geometry, GEMM layouts, folded
+  weights) done once; training plans run forward and backward over the model's own layers
+  (``compiled.train_step``, or ``model.compile(..., jit_compile=True)`` for ``fit``).
 
 ``graph.to_dot()`` gives Graphviz text and ``print(graph)`` a table, before and after the passes.
 """

@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from ._lowering import CallStep, Tensor, concrete, internal_tensors, lower_node
+from ._lowering import Tensor, internal_tensors, lower_node
 from ._memory import MemoryPlan
 from ._program import _direct_ok
 
@@ -210,9 +210,6 @@ class InferencePlan:
                 self._bindings.pop(next(iter(self._bindings)))
             self._bindings[batch] = fn
         return fn
-
-    def memory(self, batch) -> MemoryPlan:
-        return MemoryPlan(self, batch)
 
     def _bind(self, batch):
         memory = MemoryPlan(self, batch)

@@ -140,11 +140,6 @@ class ConvSpec:
         else:
             self.w = ops._kernel_gemm(self.kernel, self.groups)
 
-    @property
-    def strided_out(self) -> bool:
-        """Whether the output may be a strided view (the next convolution's stage interior)."""
-        return self.method != "depthwise" or self.pool is not None
-
     def _im2col_chunks(self, batch):
         row_bytes = ops._row_bytes(self.geom, self.channels, self.dtype.itemsize)
         return list(ops._chunks(batch, self.geom, row_bytes, COL_BYTES))

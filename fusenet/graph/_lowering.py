@@ -221,11 +221,6 @@ class ConvStep(Step):
                                              residual if self._staged_residual() else None)}
 
 
-def _needs_stage(step, x_fixed):
-    """Whether the convolution needs a stage array (padding, a cut, or an input the plan does not own)."""
-    return not step.stage.identity or not x_fixed
-
-
 def _geometry(layer, shape):
     return layer._geometry(tuple(shape))
 
