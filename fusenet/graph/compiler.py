@@ -22,10 +22,12 @@ in interpreted training (:meth:`CompiledModel.backward`, :meth:`CompiledModel.tr
 
 Inference plans hold folded copies of some weights; before each call the compiled model checks
 that the source weights did not change and rebuilds stale plans: ``check_weights="sample"``
-(default) compares three elements of every source weight array (bit for bit), which catches every
-update fusenet makes -- optimizer steps, ``set_weights``, loading -- since each rewrites whole
-arrays; ``"full"`` compares a CRC-32 of all their bytes (exact, a pass over the weights per call);
-``False`` never checks (:meth:`CompiledModel.cache_clear` forgets every plan). Calls share the plan's
+(default) compares five elements of every source weight array (bit for bit): ``set_weights`` and
+loading rewrite whole arrays, an optimizer step moves every weight with a gradient and every
+BatchNorm moving statistic, so these are caught; an edit by hand of a few elements (or updates
+that leave all five elements of every array untouched) is not -- use ``"full"``, a CRC-32 of all
+the bytes (exact, a pass over the weights per call), or :meth:`CompiledModel.cache_clear`;
+``False`` never checks. Calls share the plan's
 arrays, so one compiled model must not be called from two threads at once.
 
 A model that cannot be traced (:class:`~fusenet.graph.TraceError`: a custom model class with its
@@ -71,7 +73,7 @@ def _fingerprint(arrays) -> int:
 class _WeightGuard:
     """Tells whether the weights a plan copied or folded changed since the plan was built.
 
-    ``"sample"``: the bit patterns of three elements of each array (first, middle, last); ``"full"``:
+    ``"sample"``: the bit patterns of five elements of each array (first, last, three between); ``"full"``:
     a CRC-32 of every byte."""
 
     def __init__(self, arrays, mode):
@@ -88,7 +90,7 @@ class _WeightGuard:
                 self.probes.append((lambda a=a: _fingerprint([a]), None))
                 continue
             n = a.size
-            for i in sorted({0, n // 2, n - 1}):
+            for i in sorted({0, n // 4, n // 2, (3 * n) // 4, n - 1}):
                 self.probes.append((bits.item, i))
         self.value = self._sample()
 
