@@ -185,6 +185,131 @@ def test_frozen_layer_weights_are_not_watched(rng):
     assert gk is None and gx.shape == (3, 4)
 
 
+# ---------------------------------------------------------------- the call hook
+def test_call_hook_protocol_and_the_bridges_hook(rng):
+    assert layer_base._CALL_HOOK is None
+    with pytest.raises(TypeError, match=r"set_call_hook: expected a callable hook\(layer, x, training\) or None. Received: 'x'"):
+        layer_base.set_call_hook("x")
+    seen = []
+
+    def spy(layer, x, training):
+        seen.append((layer.name, type(x).__name__, training))
+        return "short-circuit" if layer.name == "short" else NotImplemented
+
+    dense = layers.Dense(2, name="spied", dtype="float64")
+    flatten = layers.Flatten(name="flat")
+    x = rng.normal(size=(3, 4))
+    assert layer_base.set_call_hook(spy) is None
+    try:
+        assert layers.Identity(name="short")(x) == "short-circuit"
+        assert dense(x).shape == (3, 2) and seen[-1] == ("spied", "ndarray", False)
+        with ad.GradientTape() as tape:
+            assert layer_base._CALL_HOOK is not spy  # the bridge's hook, chained to ours
+            y = dense(x, training=True)  # a trainable layer: the bridge takes it (a tape node)
+            z = flatten(x, training=True)  # no weights, plain array: declined, our hook sees it
+        assert isinstance(y, ad.Tensor) and type(z) is np.ndarray and seen[-1] == ("flat", "ndarray", True)
+        assert [n.op for n in tape.graph().nodes] == ["layer:spied"]
+        assert layer_base._CALL_HOOK is spy  # put back when the last tape closed
+    finally:
+        assert layer_base.set_call_hook(None) is spy
+    model = models.Sequential([layers.Input((4,)), layers.Dense(3, dtype="float64")])
+    with ad.GradientTape() as tape:  # a functional model built while a tape is open: symbolic calls pass
+        inp = layers.Input((4,))
+        functional = models.Model(inp, layers.Dense(2, dtype="float64")(inp))
+        loss = ad.sum(functional(x, training=True)) + ad.sum(model(x, training=True))
+    grads = tape.gradient(loss, functional.trainable_weights + model.trainable_weights)
+    assert all(g is not None for g in grads) and layer_base._CALL_HOOK is None
+
+
+# ---------------------------------------------------------------- where parameter gradients go
+def _mlp(dtype="float64"):
+    return models.Sequential([layers.Input((5,)), layers.Dense(4, activation="tanh", dtype=dtype),
+                              layers.Dense(3, dtype=dtype)])
+
+
+def _reference_grads(model, x, y, loss_fn):
+    ref = _mlp()
+    ref(x)
+    ref.set_weights(model.get_weights())
+    out = x
+    for layer in ref.layers:
+        layer.zero_grad()
+        out = layer(out, training=True)
+    dy = loss_fn.gradient(y, out)
+    for layer in reversed(ref.layers):
+        dy = layer.backward(dy)
+    return [g.copy() for layer in ref.layers for g in layer.grads.values()]
+
+
+def test_a_tape_sets_layer_grads_and_returns_them_without_copies(rng):
+    model = _mlp()
+    x, y = rng.normal(size=(6, 5)), rng.normal(size=(6, 3))
+    model(x)
+    mse = losses.get("mse")
+    for layer in model.layers:  # stale values from elsewhere: a tape gradient replaces them
+        for g in layer.grads.values():
+            g.fill(7.0)
+    for step in range(2):  # no zero_grad between steps (TensorFlow style)
+        expected = _reference_grads(model, x, y, mse)
+        with ad.GradientTape() as tape:
+            loss = ad.call_loss(mse, y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_weights)
+        own = [g for layer in model.layers for g in layer.grads.values()]
+        for i, (g, o, e) in enumerate(zip(grads, own, expected)):
+            assert g.numpy() is o, f"gradient {i} is not the layer's own array"
+            assert_close(o, e, np.float64, f"step {step}, gradient {i}")
+        optimizers.SGD(0.1).apply_gradients(zip(grads, model.trainable_weights))
+
+
+def test_fresh_gradient_arrays_when_a_call_is_differentiated_again_or_shared(rng):
+    dense = layers.Dense(3, activation="tanh", dtype="float64")
+    x = rng.normal(size=(4, 3))
+    dense(x)
+    kernel = dense.params["kernel"]
+    # persistent tape: two gradient computations, each sets the layer's grads to its result
+    with ad.GradientTape(persistent=True) as tape:
+        y = dense(x, training=True)
+        a, b = ad.sum(y), ad.sum(y * y)
+    ga = tape.gradient(a, kernel).numpy()
+    ga_copy = ga.copy()
+    gb = tape.gradient(b, kernel).numpy()
+    assert ga is not dense.grads["kernel"] and gb is not dense.grads["kernel"]
+    np.testing.assert_array_equal(ga, ga_copy)  # not overwritten by the second computation
+    np.testing.assert_array_equal(dense.grads["kernel"], gb)
+    _, own_b = own_backward(dense, x, 2 * np.asarray(y))
+    assert_close(gb, own_b["kernel"], np.float64, "persistent d(b)/dkernel")
+    # a layer called twice: each call's gradient separately, the layer's grads hold their sum
+    dense.zero_grad()
+    with ad.GradientTape() as tape:
+        loss = ad.sum(dense(dense(x, training=True), training=True))
+    g = tape.gradient(loss, kernel).numpy()
+    assert g is not dense.grads["kernel"]
+    np.testing.assert_allclose(dense.grads["kernel"], g, rtol=1e-12)
+    # nested tapes record the call twice: the inner gradient is a fresh array
+    with ad.GradientTape() as outer:
+        with ad.GradientTape() as inner:
+            y = ad.sum(dense(x, training=True))
+        gi = inner.gradient(y, kernel).numpy()
+    go = outer.gradient(y, kernel).numpy()
+    assert gi is not dense.grads["kernel"]
+    np.testing.assert_allclose(gi, go, rtol=1e-12)
+
+
+def test_gradient_with_respect_to_inputs_only_still_sets_the_layer_grads(rng):
+    dense = layers.Dense(2, dtype="float64")
+    x_arr = rng.normal(size=(3, 4))
+    dense(x_arr)
+    dense.grads["kernel"].fill(5.0)
+    x = ad.Tensor(x_arr)
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        y = ad.sum(dense(x, training=True))
+    gx = tape.gradient(y, x)
+    dx, pgrads = own_backward(dense, x_arr, np.ones((3, 2)))
+    assert_close(gx.numpy(), dx, np.float64, "d/dx")
+    assert_close(dense.grads["kernel"], pgrads["kernel"], np.float64, "kernel grads")
+
+
 # ---------------------------------------------------------------- TapeLayer
 class ScaledTanh(ad.TapeLayer):
     """``scale * tanh(x @ kernel + bias)``: forward in tape operations only."""
@@ -262,6 +387,22 @@ def test_tape_layer_copies_keep_no_tape(rng):
     with pytest.raises(BackwardBeforeForwardError, match=r"layer 'copied' \(ScaledTanh\)"):
         clone.backward(np.ones((3, 2)))
     layer.backward(np.ones((3, 2), np.float32))  # the original still has its tape
+
+
+def test_tape_layer_backward_adds_into_all_its_grads(rng):
+    block = GatedBlock(dtype="float64")
+    x = rng.normal(size=(4, 3))
+    dy = rng.normal(size=(4, 3))
+    block(x)
+    block.zero_grad()
+    block(x, training=True)
+    block.backward(dy)
+    once = {k: g.copy() for k, g in block.grads.items()}
+    assert set(once) == {"gate", "proj/kernel", "proj/bias"} and all(np.any(g != 0) for g in once.values())
+    block(x, training=True)
+    block.backward(dy)  # a layer's backward adds (+=), also into its sublayers' grads
+    for k, g in block.grads.items():
+        np.testing.assert_allclose(g, 2 * once[k], rtol=1e-12, err_msg=k)
 
 
 def test_tape_layer_trains_in_a_manual_loop_and_in_fit(rng):

@@ -248,6 +248,28 @@ def test_assigning_a_used_variable_makes_its_gradient_raise():
         tape.gradient(y, v)
 
 
+def test_only_assigning_a_used_variable_after_recording_matters():
+    v, w = ad.Variable(np.array([1.0, 2.0])), ad.Variable(np.array([3.0]))
+    v.assign([2.0, 3.0])  # before recording: the node uses the new value
+    with ad.GradientTape(persistent=True) as tape:
+        y = ad.sum(v * v)
+    w.assign([4.0])  # another Variable: no effect on y's gradient
+    np.testing.assert_allclose(tape.gradient(y, v).numpy(), [4.0, 6.0])
+    v.assign_add([1.0, 1.0])
+    with pytest.raises(ad.TapeUsageError, match=r"Variable <unnamed> \(shape \(2,\)\) was assigned after operation"):
+        tape.gradient(y, v)
+
+
+def test_the_gradient_of_a_scalar_target_with_respect_to_itself_is_a_fresh_array():
+    x = ad.Variable(np.array(2.0))
+    with ad.GradientTape(persistent=True) as tape:
+        y = x * x
+    g = tape.gradient(y, y).numpy()
+    assert g == 1.0 and g.flags.writeable
+    g[...] = 5.0  # the caller owns it: later gradients are unaffected
+    assert tape.gradient(y, y).numpy() == 1.0 and tape.gradient(y, x).numpy() == 4.0
+
+
 def test_deep_chain_has_no_recursion_limit():
     x = ad.Variable(np.array([0.5]))
     with ad.GradientTape() as tape:

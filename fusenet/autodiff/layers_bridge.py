@@ -16,8 +16,24 @@ TensorFlow-style training step works unchanged::
 The node's inputs are the layer's inputs and its parameters, each parameter wrapped in a
 :class:`~fusenet.autodiff.Variable` that shares the parameter's memory. Asking the tape for the
 gradient of a parameter (its ndarray, that Variable, or any Variable on the same array) gives
-this call's contribution; the layer's ``grads`` receive it too (``+=``, as ``backward`` always
-does). :func:`call_layer` is the same thing as a function.
+its gradient through this tape's calls of the layer. :func:`call_layer` is the same thing as a
+function.
+
+**Where parameter gradients go.** ``tape.gradient`` *sets* the ``grads`` of every layer it
+differentiates through to the gradient it computes (what they held before is discarded, so a
+TensorFlow-style loop needs no ``zero_grad``; summed over the layer's calls that lead to the
+targets, for the requested parameters and the others alike). The layer's ``backward`` runs
+once per call, on the values that call saved. When the layer was called once on a
+non-persistent tape and no other tape recorded that call (the training step above), the
+backward adds straight into the just-zeroed ``grads`` and the tape returns **those arrays**,
+without a copy: the returned gradients alias ``layer.grads`` until the layer's gradients are
+written again (its next backward, a ``zero_grad``, the next tape gradient through it) — copy
+them to keep them longer. Otherwise (a persistent tape, a layer called several times, a call
+recorded by nested tapes) each call's parameter gradients go to fresh arrays first, the tape
+returns fresh arrays and the layer's ``grads`` receive their sum. The private tape of a
+:class:`TapeLayer` adds (``+=``) into the ``grads`` of the layers used inside it instead, as
+every ``backward`` does. Activity regularizers are not applied on a tape (add the penalty to
+the loss).
 
 Rules:
 
@@ -30,10 +46,12 @@ Rules:
   ``NotImplementedError`` (write the computation with tape operations, e.g. a :class:`TapeLayer`);
 - while a layer runs its own forward and backward, outer tapes do not record: the layer is one node.
 
-Outside any tape, layers behave exactly as without this module: the routing of Tensor inputs
-(``Layer.__call__`` replaced by a wrapper that calls the original for everything else) is
-switched on when the first tape (or a :class:`TapeLayer` call) opens and off when the last one
-closes. Tapes are single-threaded.
+Outside any tape, layers behave exactly as without this module. The routing uses the call hook
+of :mod:`fusenet.layers.base` (:func:`~fusenet.layers.base.set_call_hook`): the bridge installs
+its hook when the first tape (or a :class:`TapeLayer` call) opens and puts the previous hook
+back when the last one closes; the hook takes Tensor inputs (and plain arrays into trainable
+layers with weights while a tape watches accessed variables) and declines every other call,
+which the previous hook, if any, then sees. Tapes are single-threaded.
 
 **TapeLayer.** Subclass it, create weights in ``build`` with ``add_weight`` (which returns a
 :class:`~fusenet.autodiff.Variable` on the parameter array) and write ``call(x)`` with tape
