@@ -27,8 +27,8 @@ loading rewrite whole arrays, an optimizer step moves every weight with a gradie
 BatchNorm moving statistic, so these are caught; an edit by hand of a few elements (or updates
 that leave all five elements of every array untouched) is not -- use ``"full"``, a CRC-32 of all
 the bytes (exact, a pass over the weights per call), or :meth:`CompiledModel.cache_clear`;
-``False`` never checks. Calls share the plan's
-arrays, so one compiled model must not be called from two threads at once.
+``False`` never checks. Calls share the plan's arrays, so one compiled model must not be called
+from two threads at once.
 
 A model that cannot be traced (:class:`~fusenet.graph.TraceError`: a custom model class with its
 own ``_forward``, a layer marked ``dynamic=True``) runs interpreted: ``fallback="warn"`` (default)
