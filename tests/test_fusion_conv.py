@@ -316,16 +316,21 @@ def test_pointwise_fold(rng, dtype, make):
     check_fused_equals_unfused(lambda: make(dtype), rng.normal(size=shape).astype(dtype), False, FusedPointwiseConv)
 
 
-def test_input_folds_fall_back_where_padding_is_read(rng):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_input_folds_fall_back_and_train(rng, dtype):
     """Built directly (no pattern condition): a shift or first bias before zero padding is applied
-    explicitly, and the result still equals the unfused run; training runs the first layer as it is."""
-    x = rng.normal(size=(3, 6, 6, 3))
-    for seq in ([layers.Rescaling(0.5, 0.3), layers.Conv2D(4, 3, padding="same"), layers.BatchNormalization()],
-                [layers.Conv2D(6, 1, bias_initializer="ones"), layers.Conv2D(4, 3, padding="same"), layers.ReLU()]):
+    explicitly, and the result still equals the unfused run; training runs the first layer as it is
+    and the rest as a fused stage."""
+    x = rng.normal(size=(3, 6, 6, 3)).astype(dtype)
+    for seq in ([layers.Rescaling(0.5, 0.3, dtype=dtype), layers.Conv2D(4, 3, padding="same"), layers.BatchNormalization()],
+                [layers.Conv2D(6, 1, bias_initializer="ones", dtype=dtype), layers.Conv2D(4, 3, padding="same"),
+                 layers.ReLU()],
+                [layers.BatchNormalization(dtype=dtype), layers.Dense(5), layers.BatchNormalization(), layers.ReLU()]):
         _built(seq, x)
-        cls = FusedAffineConv if isinstance(seq[0], layers.Rescaling) else FusedPointwiseConv
+        cls = FusedPointwiseConv if isinstance(seq[0], layers.Conv2D) else FusedAffineConv
         fused = cls(seq)
-        np.testing.assert_allclose(fused(x), _run(seq, x), rtol=1e-10, atol=1e-12)
+        tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(fused(x), _run(seq, x), **tol)
         _compare_training(fused, copy.deepcopy(seq), x)
 
 

@@ -8,13 +8,14 @@ Every fused conv layer is a chain of stages (plus a pool, a shortcut or an input
   in place on each output block while it is in cache. Stride-1 convolutions with enough channels
   run as one accumulating GEMM per kernel tap (:mod:`._conv_taps`, no im2col), the others through
   :func:`~fusenet.layers._conv_ops.conv_forward` (im2col + GEMM per cache-sized chunk).
-- **Training** keeps the original parameters and reproduces the unfused run bit for bit: the
+- **Training** keeps the original parameters. The convolution runs the unfused conv's arithmetic
+  (im2col GEMMs) and everything after it reproduces the unfused run bit for bit: the
   BatchNormalization statistics use the layer's own reductions (``bn._channels``: BLAS row sums on
   a widened view), ``mean = sum(z) / m``, ``xc = z - mean`` (written over ``z``),
   ``var = sum(xc^2) / m`` (biased), the moving statistics updated exactly as the layer does
   (``moving = momentum * moving + (1 - momentum) * stat``), and one blocked pass computes
   ``y = act(xc * k + beta)`` with ``inv = 1 / sqrt(var + epsilon)``, ``k = gamma * inv``. The unfused
-  run allocates four arrays here (``xc``, ``y``, ``y + beta`` in place, ``act(y)``), the fused one one.
+  run allocates three arrays here (``xc``, ``y``, ``act(y)``) in five passes, the fused one one.
 
   The backward is one gradient buffer, then the conv backward:
 
@@ -22,7 +23,10 @@ Every fused conv layer is a chain of stages (plus a pool, a shortcut or an input
   - ``dbeta = sum(g)``, ``s = sum(g * xc)`` (``dgamma = s * inv``);
   - blocked, in place: ``dz = g * k + xc * a + b`` with ``a = -k * inv^2 * s / m`` and
     ``b = -k * dbeta / m`` (BatchNormalization's ``dx = k * (g - dbeta / m - xhat * dgamma / m)``);
-  - :func:`~fusenet.layers._conv_ops.conv_backward` on ``dz`` (im2col GEMMs, col2im).
+  - the conv backward on ``dz``: the kernel gradient as the unfused conv computes it (im2col GEMMs);
+    the input gradient, when it leaves the fused layer, of a stride-1 conv with enough channels as
+    one accumulating GEMM per kernel tap (:func:`._conv_taps.tap_conv_input_grad`: no ``dcol``
+    buffer of ``prod(kernel_size)`` times the input, no col2im), else as the unfused conv does.
 
   A frozen BatchNormalization (``trainable=False``) runs on its moving statistics in training too,
   as the unfused layer does (``a = b = 0``, statistics unchanged).
@@ -159,6 +163,24 @@ class ConvOp:
             return y.reshape(tuple(x_shape[:-1]) + (y.shape[-1],))
         return y
 
+    def forward(self, xv: np.ndarray, geom, groups: int, xp: np.ndarray) -> np.ndarray:
+        """The layer's own forward arithmetic (no activation): im2col GEMMs, or one GEMM for Dense."""
+        if self.kind == "dense":  # xv is (rows, 1, in)
+            z = xv.reshape(-1, xv.shape[-1]) @ self.layer._params["kernel"]
+            if self.bias() is not None:
+                z += self.bias()
+            return z.reshape(xv.shape[:-1] + (z.shape[-1],))
+        return ops.conv_forward(xv, self.kernel(), geom, groups, bias=self.bias(), xp=xp)
+
+    def backward(self, xp: np.ndarray, dz: np.ndarray, geom, groups: int, need_dx: bool = True):
+        """``(dx, dkernel)`` as the layer's own backward computes them (``dz`` shaped as the forward's output)."""
+        if self.kind == "dense":
+            kernel = self.layer._params["kernel"]
+            rows = dz.reshape(-1, dz.shape[-1])
+            dx = (rows @ kernel.T).reshape(xp.shape) if need_dx else None
+            return dx, (xp.reshape(-1, xp.shape[-1]).T @ rows).reshape((1,) + kernel.shape)
+        return ops.conv_backward(xp, dz, self.kernel(), geom, groups, need_dx=need_dx)
+
     def add_grads(self, dkernel: np.ndarray, dz_rows: np.ndarray) -> None:
         grads = self.layer._grads
         grads[self.kernel_name] += dkernel.reshape(grads[self.kernel_name].shape)
@@ -234,7 +256,7 @@ class ConvStage:
         xp = ops.pad_input(xv, geom)
         # the unfused conv's arithmetic (im2col GEMMs), so that BN sees the very same z; only the
         # input gradient of the backward runs as per-tap GEMMs (no dcol buffer, no col2im)
-        zc = ops.conv_forward(xv, op.kernel(), geom, groups, bias=op.bias(), xp=xp)
+        zc = op.forward(xv, geom, groups, xp)
         taps = use_taps(geom, groups, xv.shape[-1], xv.dtype)
         z = op.restore(zc, x.shape)
         z2 = as_rows(z)
@@ -351,10 +373,10 @@ class ConvStage:
         """
         dz, kernel = dz2.reshape(cache.conv_shape), self.op.kernel()
         if cache.taps and not inner:
-            _, dk = ops.conv_backward(cache.xp, dz, kernel, cache.geom, cache.groups, need_dx=False)
+            _, dk = self.op.backward(cache.xp, dz, cache.geom, cache.groups, need_dx=False)
             dx = tap_conv_input_grad(dz, kernel, cache.geom, cache.x_shape)
         else:
-            dx, dk = ops.conv_backward(cache.xp, dz, kernel, cache.geom, cache.groups)
+            dx, dk = self.op.backward(cache.xp, dz, cache.geom, cache.groups)
         self.op.add_grads(dk, dz2)
         return dx.reshape(cache.x_shape)
 
