@@ -130,7 +130,7 @@ def memory_row(name="cnn"):
 
 # ---------------------------------------------------------------- table mode
 def _rounds(name, n, base):
-    return max(5, base // (1 if n == 1 else 2 if n == 8 else 8) // (4 if name == "cnn" else 1))
+    return max(15, base // (1 if n == 1 else 2 if n == 8 else 4) // (2 if name == "cnn" else 1))
 
 
 def _blas_pools() -> str:

@@ -266,16 +266,17 @@ class ConvRunner:
         out = self.out[index]
         same = np.shares_memory(src, out) and src.shape == out.shape
         steps = []
+        # finish in ``src`` (a scratch block in cache, or the output itself), then one copy into the output
         if bias is not None:
-            steps.append(lambda: np.add(src, bias, out=out))
-        elif not same:
-            steps.append(lambda: np.copyto(out, src))
+            steps.append(lambda: np.add(src, bias, out=src))
         if self.residual is not None:
             res = self.residual[index]
-            steps.append(lambda: np.add(out, res, out=out))
+            steps.append(lambda: np.add(src, res, out=src))
         if spec.epilogue is not None:
             epilogue = spec.epilogue
-            steps.append(lambda: epilogue(out))
+            steps.append(lambda: epilogue(src))
+        if not same:
+            steps.append(lambda: np.copyto(out, src))
         return steps
 
     # ------------------------------------------------------------ the four methods
