@@ -133,7 +133,8 @@ class _LayerInfo:
     parameter arrays the Variables were made on (a rebound parameter rebuilds the info).
     """
 
-    __slots__ = ("names", "variables", "arrays", "owners", "trainable", "ref")
+    __slots__ = ("names", "variables", "arrays", "owners", "trainable", "ref", "var_ids", "var_items", "array_ids",
+                 "array_items")
 
     def __init__(self, layer, params):
         own = getattr(layer, "_tape_variables", {})
@@ -144,6 +145,10 @@ class _LayerInfo:
             v = own.get(k)
             variables.append(v if v is not None and v._value is arr else Variable(arr, name=f"{layer.name}/{k}"))
         self.variables = tuple(variables)
+        self.var_ids = tuple(id(v) for v in variables)
+        self.var_items = tuple(zip(self.var_ids, variables))
+        self.array_ids = tuple(id(v._value) for v in variables)
+        self.array_items = tuple((a, (v,)) for a, v in zip(self.array_ids, variables))
         self.arrays = tuple(params.values())
         self.owners = tuple(owners[k] for k in self.names)
         self.trainable = None
@@ -216,12 +221,6 @@ def _describe(layer: Layer) -> str:
 
 
 # ---------------------------------------------------------------- one layer call = one node
-def _wrap_outputs(y, multi_out):
-    if multi_out:
-        return [Tensor._wrap(v) for v in y]
-    return Tensor._wrap(y)
-
-
 def call_layer(layer: Layer, x, training: bool = False):
     """Run ``layer(x, training)`` and record it as one node on the recording tapes.
 
@@ -262,7 +261,17 @@ def _call_layer(layer, x, training):
             node_inputs = inputs + info.variables
         else:
             info, node_inputs = None, inputs
-        recorders = [t for t in tapes if t._tracks_any(node_inputs)]
+        if len(tapes) > 1:
+            recorders = [t for t in tapes if t._tracks_any(node_inputs)]
+        else:
+            tape = tapes[0]
+            if (info is not None and info.trainable and info.variables and tape.watch_accessed_variables
+                    and tape._tensors.keys().isdisjoint(info.var_ids)):
+                # the layer's first call on this tape: its trainable weights are watched, all at once
+                tape._watch_all(info.var_ids, info.var_items, info.array_ids, info.array_items)
+                recorders = tapes
+            else:
+                recorders = tapes if tape._tracks_any(node_inputs) else ()
         if recorders:
             node = _LayerNode(layer, info, training, inputs, items is not None, node_inputs, y, multi_out, recorders)
             key = id(layer)
@@ -422,26 +431,92 @@ class _LayerNode(ComputationNode):
         return [None if v is None else _wrap(v) for v in values]
 
     def _backward_into(self, grads: tuple, needs, table: dict) -> None:
-        """:meth:`backward`, adding the input gradients into the gradient table of ``_backprop``."""
-        if _STATE.recording:
+        """:meth:`backward`, adding the input gradients into the gradient table of ``_backprop``
+        (the common case written out: one input, one output, the layer's own gradient arrays)."""
+        if (_STATE.recording or self.multi_in or len(self.outputs) != 1 or self.layer._sublayers
+                or self.saved is _NOT_TRAINING or ASSIGNMENTS[0] != self._stamp):
             for t, g in zip(self.inputs, self.backward(grads, needs)):
                 if g is not None:
                     accumulate(table, t, g, self)
             return
-        dx, params = self._pull(grads, needs)
+        layer = self.layer
+        layer._cache = self.saved
+        dy = grads[0]._value
+        dtype = self.outputs[0]._value.dtype
+        if dy.dtype is not dtype and dy.dtype != dtype:
+            dy = dy.astype(dtype)
+        elif not dy.flags.writeable:  # a shared seed: a backward may work in place
+            dy = dy.copy()
+        backprop = _STATE.backprop
+        key = id(layer)
+        if backprop is None or not backprop.replace:
+            alias = False
+        else:
+            zeroed = backprop.zeroed
+            if key not in zeroed:  # this gradient computation sets the layer's grads
+                zeroed.add(key)
+                layer.zero_grad()
+            tape = backprop.tape
+            alias = self.n_recorders == 1 and not tape.persistent and tape._layer_calls.get(key) == 1
+        if not alias:
+            dx, params = self._pull_into_fresh(dy, needs)
+        else:  # the backward adds into the zeroed grads, which are the gradients
+            state = _STATE
+            barrier = state.barrier
+            state.barrier = len(state.stack)
+            try:
+                dx = layer.backward(dy)
+            finally:
+                state.barrier = barrier
+            params = None
         inputs = self.inputs
-        if self.multi_in:
-            for t, d, need in zip(inputs, dx, needs):
-                if need and d is not None:
-                    accumulate(table, t, _wrap(d), self)
-        elif needs[0] and dx is not None:
-            accumulate(table, inputs[0], _wrap(dx), self)
-        if params is not None:  # the layer's own gradient arrays: shaped and typed as the parameters
-            for var, g in zip(inputs[self.n_in:], params):
+        if needs[0] and dx is not None:
+            t = inputs[0]
+            if type(dx) is not np.ndarray or dx.shape != t._value.shape or dx.dtype is not t._value.dtype:
+                accumulate(table, t, _wrap(dx), self)
+            else:
+                k = id(t)
+                prev = table.get(k)
+                table[k] = _wrap(dx) if prev is None else _ops.add(prev, _wrap(dx))
+        get = table.get
+        if params is None:
+            for var, (owner, local), need in zip(inputs[1:], self.info.owners if self.info else (), needs[1:]):
+                if need:
+                    k = id(var)
+                    prev = get(k)
+                    g = _wrap(owner._grads[local])
+                    table[k] = g if prev is None else _ops.add(prev, g)
+        else:
+            for var, g in zip(inputs[1:], params):
                 if g is not None:
-                    key = id(var)
-                    prev = table.get(key)
-                    table[key] = _wrap(g) if prev is None else _ops.add(prev, _wrap(g))
+                    k = id(var)
+                    prev = get(k)
+                    table[k] = _wrap(g) if prev is None else _ops.add(prev, _wrap(g))
+
+    def _pull_into_fresh(self, dy, needs):
+        """The layer's backward with fresh zero arrays swapped in for the needed parameter
+        gradients; they are then added (``+=``) to the layer's grads. Returns ``(dx, params)``."""
+        layer = self.layer
+        swapped = []
+        for (owner, local), need in zip(self.info.owners if self.info is not None else (), needs[self.n_in:]):
+            if need:
+                original = owner._grads[local]
+                swapped.append((owner, local, original))
+                owner._grads[local] = np.zeros(original.shape, dtype=original.dtype)
+        state = _STATE
+        barrier = state.barrier
+        state.barrier = len(state.stack)
+        mine = []
+        try:
+            dx = layer.backward(dy)
+        finally:
+            state.barrier = barrier
+            for owner, local, original in swapped:
+                mine.append(owner._grads[local])
+                owner._grads[local] = original
+                original += mine[-1]
+        contributions = iter(mine)
+        return dx, [next(contributions) if need else None for need in needs[self.n_in:]]
 
 
 # ---------------------------------------------------------------- layers written with tape operations

@@ -6,13 +6,19 @@ with the operation's vector-Jacobian product (VJP). A tape tracks the tensors it
 :meth:`~GradientTape.watch`, the trainable :class:`~fusenet.autodiff.Variable`s that operations
 use (``watch_accessed_variables=True``), and every output of an operation it recorded.
 
-``tape.gradient(target, sources)`` walks the recorded DAG backwards from ``target``:
+``tape.gradient(target, sources)`` walks the recorded DAG backwards from ``target``, iteratively
+(no recursion limit). The recording order is a topological order (an operation's inputs exist
+before it is recorded; :meth:`Graph.topological_order` computes one with Kahn's algorithm for
+display), so:
 
-1. the nodes reachable from the targets are found iteratively (no recursion limit) and put in
-   topological order (Kahn's algorithm);
-2. only nodes on a path between the sources and the targets are differentiated;
-3. in reverse topological order, each node turns the gradient of its outputs into gradients of
-   its inputs with its VJP; gradients of a tensor used several times are summed.
+1. one pass in recording order marks the nodes a source leads to, and which of their inputs
+   need a gradient;
+2. in reverse recording order, each of those nodes whose outputs received a gradient (so it
+   lies on a path between the sources and the targets) turns the gradient of its outputs into
+   gradients of its inputs with its VJP; gradients of a tensor used several times are summed.
+
+The seed of a scalar target is a shared read-only array of ones (never handed out: the gradient
+of a target with respect to itself is a copy).
 
 Every VJP is written with the tape operations themselves. While a tape computes gradients it
 does not record, but any *outer* tape that is recording sees those operations, so nesting tapes
@@ -66,9 +72,10 @@ class TapeUsageError(RuntimeError):
 class _State:
     """The entered tapes (outermost first) and which of them record.
 
-    ``barrier``: tapes below this index do not record. The layer bridge raises it while a layer
-    runs its own NumPy forward/backward, so that only the one node of the layer call is
-    recorded by the outer tapes.
+    ``barrier``: tapes below this index do not record. The layer bridge raises it (and empties
+    ``recording``) while a layer runs its own NumPy forward/backward, so that only the one node
+    of the layer call is recorded by the outer tapes; tapes entered inside (a TapeLayer's own
+    tape) record.
     """
 
     def __init__(self):
@@ -106,11 +113,6 @@ class _State:
 _STATE = _State()
 
 
-def recording_tapes() -> tuple:
-    """The tapes that record operations right now (innermost last)."""
-    return _STATE.recording
-
-
 def add_scope_hooks(on_first, on_last) -> None:
     """Call ``on_first()`` when the first tape (or dispatch scope) opens and ``on_last()`` when
     the last one closes. The layer bridge uses it to route layer calls on Tensors through the tape."""
@@ -125,27 +127,6 @@ def dispatch_scope():
         yield
     finally:
         _STATE.close_scope()
-
-
-class isolated:
-    """Tapes entered so far stop recording inside this block; tapes entered inside it record.
-
-    Used while a layer runs its own forward/backward: the layer call is one node for the outer
-    tapes, and a :class:`~fusenet.autodiff.TapeLayer` can still record its own operations.
-    (A small class rather than a generator; the layer bridge inlines the same two assignments.)
-    """
-
-    __slots__ = ("_old",)
-
-    def __enter__(self):
-        self._old = (_STATE.barrier, _STATE.recording)
-        _STATE.barrier = len(_STATE.stack)
-        _STATE.recording = ()
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        _STATE.barrier, _STATE.recording = self._old
-        return False
 
 
 class _Backprop:
@@ -208,10 +189,14 @@ class ComputationNode:
 
         ``grads`` has one Tensor per output (zeros for outputs that got none).
         """
-        self._check_versions()
+        if ASSIGNMENTS[0] != self._stamp:
+            self._check_versions()
         vjp = self._vjp
-        if isinstance(vjp, tuple):  # one function per input
+        if type(vjp) is tuple:  # one function per input
             g = grads[0]
+            if len(vjp) == 1:
+                fn = vjp[0]
+                return (fn(g) if needs[0] and fn is not None else None,)
             return tuple([fn(g) if need and fn is not None else None for fn, need in zip(vjp, needs)])
         return vjp(grads if len(self.outputs) > 1 else grads[0], needs)
 
@@ -450,7 +435,7 @@ class GradientTape:
         self._tensors: dict = {}  # id -> Tensor: watched tensors and recorded outputs
         self._watched: dict = {}  # id -> Tensor: explicitly or automatically watched
         self._layer_calls: dict = {}  # id(layer) -> number of its calls recorded (layers_bridge)
-        self._arrays: dict = {}  # id(ndarray) -> [Variable, ...]: the watched Variables on each array
+        self._arrays: dict = {}  # id(ndarray) -> (Variable, ...): the watched Variables on each array
 
     # ------------------------------------------------------------ context
     def __enter__(self) -> "GradientTape":
@@ -521,11 +506,8 @@ class GradientTape:
             self._index_variable(t)
 
     def _index_variable(self, v: Variable) -> None:
-        same = self._arrays.get(id(v._value))
-        if same is None:
-            self._arrays[id(v._value)] = [v]
-        else:
-            same.append(v)
+        key = id(v._value)
+        self._arrays[key] = self._arrays.get(key, ()) + (v,)
 
     def _tracks_any(self, tensors) -> bool:
         """Whether this tape follows one of ``tensors`` (watching accessed trainable Variables)."""
@@ -537,13 +519,24 @@ class GradientTape:
                 found = True
             elif self.watch_accessed_variables and type(t) is Variable and t.trainable:
                 known[key] = self._watched[key] = t
-                same = self._arrays.get(id(t._value))
-                if same is None:
-                    self._arrays[id(t._value)] = [t]
-                else:
-                    same.append(t)
+                arrays = self._arrays
+                key = id(t._value)
+                arrays[key] = arrays.get(key, ()) + (t,)
                 found = True
         return found
+
+    def _watch_all(self, ids, items, array_ids, array_items) -> None:
+        """Watch Variables none of which this tape knows yet, at once: ``items`` are
+        ``(id(v), v)``, ``array_items`` ``(id(v.numpy()), (v,))`` (the layer bridge keeps these
+        per layer)."""
+        self._tensors.update(items)
+        self._watched.update(items)
+        arrays = self._arrays
+        if arrays.keys().isdisjoint(array_ids):
+            arrays.update(array_items)
+        else:
+            for key, (v,) in array_items:
+                arrays[key] = arrays.get(key, ()) + (v,)
 
     def _add(self, node: ComputationNode) -> None:
         nodes = self._nodes
@@ -607,17 +600,23 @@ class GradientTape:
             Tensors shaped like their sources (parameter ndarrays get Tensors too;
             ``np.asarray(g)`` is the array), in the structure of ``sources``.
         """
-        self._check_usable("gradient")
+        if self._released:
+            self._check_usable("gradient")
         owner = "GradientTape.gradient"
-        if unconnected_gradients not in ("none", "zero"):
+        if unconnected_gradients != "none" and unconnected_gradients != "zero":
             raise ValueError(
                 f"{owner}: expected unconnected_gradients to be one of ['none', 'zero']. "
                 f"Received: unconnected_gradients={unconnected_gradients!r}"
             )
-        targets, _ = _flatten(target, owner, "target")
-        for t in targets:
-            if not isinstance(t, Tensor):
-                raise TypeError(f"{owner}: expected the target to be a Tensor (or a list of Tensors). Received: {_describe(t)}")
+        if isinstance(target, Tensor):
+            targets = (target,)
+        else:
+            targets, _ = _flatten(target, owner, "target")
+            for t in targets:
+                if not isinstance(t, Tensor):
+                    raise TypeError(
+                        f"{owner}: expected the target to be a Tensor (or a list of Tensors). Received: {_describe(t)}"
+                    )
         seeds = self._seeds(targets, output_gradients, owner)
         leaves, rebuild = _flatten(sources, owner, "sources")
         arrays = self._arrays
@@ -745,10 +744,14 @@ def _backprop(tape: GradientTape, targets, seeds, sources) -> dict:
     does not reach the targets and is skipped. Gradients of a tensor used several times are summed.
     """
     ops = _ops()
-    source_ids = {id(s) for s in sources}
+    source_ids = set()
     # float tensors through which a source reaches the targets (forward pass over the recording
     # order); an input needs a gradient when it is one of them
-    leads = {id(s) for s in sources if s._value.dtype.kind == "f"}
+    leads = set()
+    for s in sources:
+        source_ids.add(id(s))
+        if s._value.dtype.kind == "f":
+            leads.add(id(s))
     leads_contains = leads.__contains__
     relevant = []
     for node in tape._nodes:
