@@ -405,6 +405,31 @@ def test_tape_layer_backward_adds_into_all_its_grads(rng):
         np.testing.assert_allclose(g, 2 * once[k], rtol=1e-12, err_msg=k)
 
 
+def test_a_layer_used_alone_and_inside_a_composite_on_one_tape(rng):
+    from tests.gradcheck import assert_gradients_close, numerical_gradient
+
+    block = GatedBlock(dtype="float64")
+    x = rng.normal(size=(4, 3))
+    block(x)
+    kernel = block.proj.params["kernel"]
+
+    def loss_of():
+        return float(np.sum(block(x) ** 2) + np.sum(np.tanh(block.proj(x))))
+
+    for order in ("composite first", "alone first"):
+        with ad.GradientTape() as tape:
+            if order == "composite first":
+                out = block(x, training=True)
+                alone = block.proj(x, training=True)
+            else:
+                alone = block.proj(x, training=True)
+                out = block(x, training=True)
+            loss = ad.sum(out * out) + ad.sum(ad.tanh(alone))
+        g = tape.gradient(loss, kernel).numpy()
+        assert_gradients_close(g, numerical_gradient(loss_of, kernel), f"proj kernel ({order})")
+        np.testing.assert_allclose(block.proj.grads["kernel"], g, rtol=1e-10, err_msg=order)
+
+
 def test_tape_layer_trains_in_a_manual_loop_and_in_fit(rng):
     x = rng.normal(size=(64, 5)).astype(np.float32)
     y = np.tanh(x @ rng.normal(size=(5, 2))).astype(np.float32) * 1.5

@@ -70,6 +70,7 @@ Such a layer has ``params``/``grads``/``get_config`` like any other and trains i
 
 from __future__ import annotations
 
+import functools
 import inspect
 import weakref
 
@@ -152,8 +153,15 @@ class _LayerInfo:
         self.arrays = tuple(params.values())
         self.owners = tuple(owners[k] for k in self.names)
         self.trainable = None
-        key = id(layer)
-        self.ref = weakref.ref(layer, lambda ref: _INFO.pop(key, None) if _INFO.get(key, (None,))[0] is ref else None)
+        self.ref = weakref.ref(layer, functools.partial(_forget, _INFO, id(layer)))
+
+
+def _forget(registry: dict, key: int, ref) -> None:
+    """Drop the info of a layer that was garbage-collected (``registry`` is bound: this also runs
+    while the interpreter shuts down)."""
+    entry = registry.get(key)
+    if entry is not None and entry[0] is ref:
+        del registry[key]
 
 
 _INFO: dict = {}  # id(layer) -> (weak reference to the layer, its _LayerInfo)
@@ -285,10 +293,30 @@ def _call_layer(layer, x, training):
                     known[id(o)] = o
                 calls = t._layer_calls
                 calls[key] = calls.get(key, 0) + 1
+                if layer._sublayers:  # their grads take part in this call too
+                    for sub in _all_layers(layer)[1:]:
+                        calls[id(sub)] = calls.get(id(sub), 0) + 1
             return list(outs) if multi_out else outs[0]
     if not has_tensor:
         return y
     return [Tensor._wrap(v) for v in y] if multi_out else Tensor._wrap(y)
+
+
+def _zero_once(layer, zeroed: set) -> None:
+    """Zero the grads of ``layer`` and of its sublayers that this gradient computation has not
+    zeroed yet (``zeroed``: their ids). A layer used on its own and inside a composite is zeroed
+    once, so that both contributions add up."""
+    key = id(layer)
+    if not layer._sublayers:
+        if key not in zeroed:
+            zeroed.add(key)
+            layer.zero_grad()
+        return
+    for sub in _all_layers(layer):
+        if id(sub) not in zeroed:
+            zeroed.add(id(sub))
+            for g in sub._grads.values():
+                g.fill(0)
 
 
 _NOT_TRAINING = object()  # the saved values of a call made with training=False: none
@@ -369,15 +397,12 @@ class _LayerNode(ComputationNode):
         alias = False
         if backprop is not None and backprop.replace:
             # this gradient computation sets the layer's grads: reset them at its first call here
-            key = id(layer)
-            zeroed = backprop.zeroed
-            if key not in zeroed:
-                zeroed.add(key)
-                layer.zero_grad()
+            _zero_once(layer, backprop.zeroed)
             tape = backprop.tape
-            # the only call of the layer, recorded by this tape alone, differentiated once: the
-            # backward adds into the (just zeroed) grads themselves, which the tape then returns
-            alias = self.n_recorders == 1 and not tape.persistent and tape._layer_calls.get(key) == 1
+            # the only call of a layer without sublayers, recorded by this tape alone, differentiated
+            # once: the backward adds into the (just zeroed) grads themselves, which the tape returns
+            alias = (self.n_recorders == 1 and not tape.persistent and not layer._sublayers
+                     and tape._layer_calls.get(id(layer)) == 1)
         swapped = None
         if any_param and not alias:  # this call's parameter gradients in fresh zero arrays, then added to grads
             swapped = []
