@@ -26,7 +26,7 @@ import numpy as np
 from ..losses.base import Loss
 from ..utils import check_numeric
 from . import ops
-from .tape import _STATE, GradientTape, non_differentiable, record
+from .tape import _STATE, ComputationNode, GradientTape, accumulate, non_differentiable
 from .tensor import Tensor
 
 __all__ = ["TapeLoss", "call_loss"]
@@ -164,14 +164,40 @@ def call_loss(loss, y_true, y_pred, sample_weight=None) -> Tensor:
     if type(grad) is not np.ndarray or grad.dtype != dtype:
         grad = np.asarray(grad, dtype=dtype)
     name = getattr(loss, "name", type(loss).__name__)
+    out = Tensor._wrap(np.asarray(value, dtype=dtype))
+    tapes = _STATE.recording
+    if tapes:
+        node = None
+        for tape in tapes:
+            if tape._tracks_any((yp,)):
+                if node is None:
+                    node = _LossNode(f"loss:{name}", (yp,), (out,), None, None)
+                    node.loss, node.grad = loss, grad
+                tape._add(node)
+    return out
 
-    def vjp(g):
+
+class _LossNode(ComputationNode):
+    """A fusenet loss on a tape: its gradient is ``g * loss.gradient(...)``, computed when recorded."""
+
+    __slots__ = ("loss", "grad")
+    _adds_into_grads = True
+
+    def backward(self, grads: tuple, needs) -> tuple:
+        g = grads[0]
+        if not needs[0]:
+            return (None,)
         if not _STATE.recording:
-            return Tensor._wrap(g._value * grad)
+            return (Tensor._wrap(g._value * self.grad),)
+        loss = self.loss
         reason = (
-            f"Second-order gradients through loss {name!r} ({type(loss).__name__}) are not available: its gradient "
-            "is hand-written NumPy. Write the loss with tape operations (TapeLoss) to differentiate it twice."
+            f"Second-order gradients through loss {getattr(loss, 'name', '?')!r} ({type(loss).__name__}) are not "
+            "available: its gradient is hand-written NumPy. Write the loss with tape operations (TapeLoss) to "
+            "differentiate it twice."
         )
-        return non_differentiable(f"backward:{name}", [g._value * grad], (g, yp), reason)[0]
+        return tuple(non_differentiable(f"backward:{self.op[5:]}", [g._value * self.grad], (g,) + self.inputs, reason))
 
-    return record(f"loss:{name}", np.asarray(value, dtype=dtype), (yp,), (vjp,))
+    def _backward_into(self, grads: tuple, needs, table: dict) -> None:
+        (g,) = self.backward(grads, needs)
+        if g is not None:
+            accumulate(table, self.inputs[0], g, self)

@@ -610,6 +610,10 @@ class GradientTape:
             )
         if isinstance(target, Tensor):
             targets = (target,)
+            if output_gradients is None and target._value.size == 1:  # the common case: a scalar loss
+                seeds = (_one(target._value.shape, target._value.dtype),)
+            else:
+                seeds = self._seeds(targets, output_gradients, owner)
         else:
             targets, _ = _flatten(target, owner, "target")
             for t in targets:
@@ -617,7 +621,7 @@ class GradientTape:
                     raise TypeError(
                         f"{owner}: expected the target to be a Tensor (or a list of Tensors). Received: {_describe(t)}"
                     )
-        seeds = self._seeds(targets, output_gradients, owner)
+            seeds = self._seeds(targets, output_gradients, owner)
         leaves, rebuild = _flatten(sources, owner, "sources")
         arrays = self._arrays
         resolved = [arrays.get(id(s), ()) if type(s) is np.ndarray else self._resolve(s) for s in leaves]
