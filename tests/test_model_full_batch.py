@@ -45,7 +45,7 @@ def test_differential_evolution_trains_xor():
     y = np.array([0, 1, 1, 0])
     model = models.Sequential([layers.Input((2,)), layers.Dense(4, activation="tanh", dtype="float64"),
                                layers.Dense(2, activation="softmax", dtype="float64")])
-    model.compile(optimizer=optimizers.DifferentialEvolution(max_iter=150, seed=0), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=optimizers.DifferentialEvolution(max_iter=60, seed=0), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(x, y, verbose=0)
     assert (model.predict(x, verbose=0).argmax(axis=1) == y).all()
