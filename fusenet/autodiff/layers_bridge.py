@@ -429,7 +429,8 @@ class _LayerNode(ComputationNode):
         if swapped:
             contributions = iter(mine)
             return dx, [next(contributions) if need else None for need in param_needs]
-        return dx, [owner._grads[local] if need else None for (owner, local), need in zip(self.info.owners, param_needs)]
+        owners = self.info.owners
+        return dx, [owner._grads[local] if need else None for (owner, local), need in zip(owners, param_needs)]
 
     def _input_grads(self, dx, needs) -> list:
         if self.multi_in:

@@ -729,7 +729,9 @@ def accumulate(grads: dict, t: Tensor, g: Tensor, node) -> None:
     ``grads`` (``id(tensor) -> gradient``), in ``t``'s dtype."""
     value, gv = t._value, g._value
     if gv.shape != value.shape:  # pragma: no cover - a wrong VJP is a bug of fusenet
-        raise RuntimeError(f"internal error: the VJP of '{node.op}' gave shape {g.shape} for an input of shape {t.shape}")
+        raise RuntimeError(
+            f"internal error: the VJP of '{node.op}' gave shape {g.shape} for an input of shape {t.shape}"
+        )
     if gv.dtype is not value.dtype and gv.dtype != value.dtype:
         g = _ops().cast(g, value.dtype)
     key = id(t)
