@@ -76,7 +76,7 @@ def _case(name) -> Case:
     return _CASES[name]
 
 
-def _report(benchmark, gemms, rounds_median=None):
+def _report(benchmark, gemms):
     median = benchmark.stats.stats.median
     flops = flops_of(gemms)
     gemm = gemm_gflops(gemms)

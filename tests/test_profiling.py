@@ -253,6 +253,7 @@ def test_fused_model_profile_shows_what_was_replaced(x_mlp):
     model = mlp()
     model(x_mlp)
     fused = model.fuse()
+    assert isinstance(fused.layers[0], FusedLayer)
     report = profile(fused, x_mlp, repeats=2)
     first = report.layers[0]
     assert first.class_name.startswith("Fused")
