@@ -40,7 +40,65 @@ MIN_CHANNELS = 16
 #: largest waste (padded grid positions per output position) accepted
 MAX_WASTE = 1.35
 
-_GEMM = {np.dtype(np.float32): blas.sgemm, np.dtype(np.float64): blas.dgemm}
+_CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS = 101, 111, 112
+
+
+def _numpy_cblas():
+    """NumPy's own BLAS ``?gemm`` (the ILP64 OpenBLAS of the NumPy wheels) through ctypes, or ``{}``.
+
+    The accumulating GEMMs need ``beta = 1``, which ``np.matmul`` does not offer. SciPy's
+    ``scipy.linalg.blas`` does, but SciPy ships its own OpenBLAS with its own worker threads: after
+    a call, each library's idle workers spin for a while, and alternating the two libraries (as a
+    model does, layer after layer) made both run up to 2-3x slower on two cores. So the GEMMs go to
+    the library NumPy itself uses when it can be found, and to SciPy's otherwise.
+    """
+    try:
+        import ctypes
+        import glob
+        import os
+
+        root = os.path.dirname(np.__file__)
+        paths = sorted(glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
+                       + glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
+        for path in paths:
+            lib = ctypes.CDLL(path)
+            for prefix in ("scipy_cblas_", "cblas_"):
+                names = (f"{prefix}sgemm64_", f"{prefix}dgemm64_")
+                if all(hasattr(lib, name) for name in names):
+                    out = {}
+                    for name, dtype, real in zip(names, (np.float32, np.float64), (ctypes.c_float, ctypes.c_double)):
+                        fn = getattr(lib, name)
+                        index = ctypes.c_int64
+                        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, index, index, index, real,
+                                       ctypes.c_void_p, index, ctypes.c_void_p, index, real, ctypes.c_void_p, index]
+                        fn.restype = None
+                        out[np.dtype(dtype)] = _cblas_gemm(fn)
+                    return out
+    except (ImportError, OSError, AttributeError):  # pragma: no cover - another NumPy build: SciPy's BLAS
+        pass
+    return {}  # pragma: no cover - NumPy without a findable OpenBLAS
+
+
+def _cblas_gemm(fn):
+    def gemm(a, b, c, beta, trans_b=False):
+        item = a.itemsize
+        fn(_CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS if trans_b else _CBLAS_NO_TRANS, a.shape[0], c.shape[1],
+           a.shape[1], 1.0, a.ctypes.data, a.strides[0] // item, b.ctypes.data, b.strides[0] // item, beta,
+           c.ctypes.data, c.strides[0] // item)
+
+    return gemm
+
+
+def _scipy_gemm(fn):
+    def gemm(a, b, c, beta, trans_b=False):  # column-major view: c^T = op(b)^T @ a^T
+        fn(1.0, b.T, a.T, beta=beta, c=c.T, overwrite_c=1, trans_a=int(trans_b))
+
+    return gemm
+
+
+#: ``gemm(a, b, c, beta, trans_b=False)``: ``c = a @ op(b) + beta * c`` in place, for row-major arrays
+#: with unit inner strides (``op(b) = b.T`` when ``trans_b``)
+_GEMM = _numpy_cblas() or {np.dtype(np.float32): _scipy_gemm(blas.sgemm), np.dtype(np.float64): _scipy_gemm(blas.dgemm)}
 
 
 def use_taps(geom, groups: int, channels: int, dtype) -> bool:
@@ -77,9 +135,9 @@ def tap_conv(x: np.ndarray, kernel: np.ndarray, geom, finish, xp=None, block_row
     for n0 in range(0, n, step):
         n1 = min(n0 + step, n)
         q0, q1 = n0 * per_sample, min(n1 * per_sample, last_row)
-        out_t = buf[:q1 - q0].T  # (F, rows), Fortran-contiguous: C = A @ B is C^T = B^T @ A^T for BLAS
+        out = buf[:q1 - q0]
         for t, off in enumerate(offsets):
-            gemm(1.0, w[t].T, rows_x[q0 + off:q1 + off].T, beta=0.0 if t == 0 else 1.0, c=out_t, overwrite_c=1)
+            gemm(rows_x[q0 + off:q1 + off], w[t], out, 0.0 if t == 0 else 1.0)
         block = buf[:(n1 - n0) * per_sample].reshape((n1 - n0,) + spans + (filters,))
         finish(block[valid_index], n0, n1)
 
@@ -145,9 +203,8 @@ def tap_conv_input_grad(dy: np.ndarray, kernel: np.ndarray, geom, x_shape, block
     step = BLOCK_ROWS if block_rows is None else block_rows
     for p0 in range(0, total, step):
         p1 = min(p0 + step, total)
-        out_t = dxp[p0:p1].T  # (C, rows): dXp^T = kernel[k] @ G^T, op(a) = (kernel[k]^T)^T
+        out = dxp[p0:p1]
         for t, off in enumerate(offsets):
-            gemm(1.0, w[t].T, grid[lead + p0 - off:lead + p1 - off].T, beta=0.0 if t == 0 else 1.0, c=out_t,
-                 overwrite_c=1, trans_a=1)
+            gemm(grid[lead + p0 - off:lead + p1 - off], w[t], out, 0.0 if t == 0 else 1.0, trans_b=True)
     interior = (slice(None),) + tuple(slice(p, p + size) for p, size in zip(geom.pad_before, x_shape[1:-1]))
     return np.ascontiguousarray(dxp.reshape((n,) + tuple(spans) + (channels,))[interior])
