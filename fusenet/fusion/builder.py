@@ -10,6 +10,7 @@ from ..layers.activation import Activation
 from ..layers.core import Dense
 from ..layers.normalization import BatchNormalization
 from ..layers.regularization import Dropout
+from . import conv as _conv
 from .dense import FusedDenseActivation, FusedDenseBNActivation, FusedDenseDropoutActivation
 from .engine import FusionReport, optimize
 
@@ -63,3 +64,10 @@ class LayerBuilder:
         if dropout:
             run.append(Dropout(dropout))
         return FusedDenseActivation(run, copy_layers=False)
+
+    # the convolution family (fusenet/fusion/conv.py)
+    conv_bn_activation = staticmethod(_conv.conv_bn_activation)
+    conv_bn_relu = staticmethod(_conv.conv_bn_relu)
+    conv_bn_relu_pool = staticmethod(_conv.conv_bn_relu_pool)
+    depthwise_separable_bn_activation = staticmethod(_conv.depthwise_separable_bn_activation)
+    residual_conv_block = staticmethod(_conv.residual_conv_block)
