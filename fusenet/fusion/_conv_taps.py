@@ -34,7 +34,7 @@ from ..layers import _conv_ops as ops
 __all__ = []  # private module
 
 #: target number of output rows (positions of the padded grid) per block of samples
-BLOCK_ROWS = 4096
+BLOCK_ROWS = 8192
 #: fewest input channels for which the per-tap GEMMs beat im2col
 MIN_CHANNELS = 16
 #: largest waste (padded grid positions per output position) accepted
