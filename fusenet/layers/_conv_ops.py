@@ -26,7 +26,7 @@ How the work is laid out (the speed of every convolution of fusenet comes from h
   gradient is ``dcol = dy @ kernel^T``, computed as one batched GEMM straight into the layout
   ``(kernel taps, rows, channels)`` so that col2im is one strided-slice ``+=`` per kernel tap with
   long contiguous runs (a Python loop over the ``prod(kernel)`` taps, never over samples or
-  pixels; never ``np.add.at``).
+  pixels; never the unbuffered ``ufunc.at`` scatter).
 - transposed convolutions are the adjoint: their forward is the col2im path, their backward the
   im2col path.
 - depthwise convolutions (one input channel per group) skip GEMMs, whose inner dimension would be
