@@ -35,11 +35,11 @@ import numbers
 import os
 import re
 import sys
-import tempfile
 import zipfile
 
 import numpy as np
 
+from .._atomic import atomic_write
 from ..errors import ModelFileError
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "save_training_state",
@@ -81,50 +81,24 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_write(filepath, entries_fn, overwrite: bool) -> None:
-    """Write the zip produced by ``entries_fn(add)`` to ``filepath`` atomically.
+    """Write the zip produced by ``entries_fn(add)`` to ``filepath`` atomically
+    (:func:`fusenet._atomic.atomic_write`: a temporary file next to the target, fsync-ed, then
+    ``os.replace``; on any exception the target is untouched and the temporary file removed).
 
-    ``entries_fn`` calls ``add(name, data_bytes, compress)`` for every entry. The archive is
-    written to a temporary file next to the target, flushed and fsync-ed, then moved over the
-    target with ``os.replace``; on any exception the temporary file is removed and the target is
-    untouched.
+    ``entries_fn`` calls ``add(name, data_bytes, compress)`` for every entry.
     """
-    path = os.fspath(filepath)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"Cannot save to {path!r}: it is a directory.")
-    if not overwrite and os.path.exists(path):
-        raise FileExistsError(f"{path!r} exists and overwrite=False.")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Cannot save to {path!r}: the folder {folder!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w") as zf:
-                def add(name, data, compress=False):
-                    info = zipfile.ZipInfo(name, date_time=_DATE)
-                    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-                    info.external_attr = 0o644 << 16
-                    zf.writestr(info, data)
+    def write_zip(tmp):
+        with open(tmp, "wb") as f, zipfile.ZipFile(f, "w") as zf:
+            def add(name, data, compress=False):
+                info = zipfile.ZipInfo(name, date_time=_DATE)
+                info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, data)
 
-                entries_fn(add)
-            f.flush()
-            os.fsync(f.fileno())
-        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_current_umask()
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+            entries_fn(add)
+
+    atomic_write(filepath, write_zip, overwrite=overwrite, owner="save")
 
 
 def _weight_manifest(model):
