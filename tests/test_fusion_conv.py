@@ -195,6 +195,33 @@ def test_tap_gemm_path(rng, monkeypatch, dtype, training, cls, kwargs, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_chained_convolutions_share_zero_bordered_buffers(rng, monkeypatch, dtype):
+    """3x3 convolutions write into zero-bordered buffers that the next 3x3 convolution reads as its
+    padded input (no copy); views that do not fit fall back to padding a copy."""
+    monkeypatch.setattr(_conv_taps, "MAX_WASTE", 10.0)
+
+    def make():
+        return [layers.Conv2D(16, 3, padding="same", dtype=dtype), layers.BatchNormalization(), layers.ReLU(),
+                layers.Conv2D(16, 3, padding="same", use_bias=False), layers.BatchNormalization(), layers.ReLU(),
+                layers.MaxPooling2D(2),
+                layers.Conv2D(16, 3, padding="same"), layers.Activation("tanh"),
+                _residual(16), layers.ReLU(),
+                layers.Conv2D(16, 3, padding="valid"), layers.BatchNormalization()]
+
+    x = rng.normal(size=(3, 8, 10, 16)).astype(dtype)
+    fused = check_fused_equals_unfused(make, x, False)
+    y = x
+    for layer in fused[:-1]:
+        y = layer(y)
+        geom = _conv_taps.ops.conv_geometry(y.shape[1:-1], (3, 3), (1, 1), (1, 1), "same")
+        assert not y.flags.c_contiguous and _conv_taps.padded_input(y, geom) is y.base
+        assert _conv_taps.padded_input(y[1:], geom) is not y.base  # a slice of the batch: copied
+        np.testing.assert_array_equal(_conv_taps.padded_input(y[1:], geom), _conv_taps.padded_input(y, geom)[1:])
+    valid = _conv_taps.ops.conv_geometry(y.shape[1:-1], (3, 3), (1, 1), (1, 1), "valid")
+    assert _conv_taps.padded_input(y, valid).flags.c_contiguous  # no padding wanted: not the bordered buffer
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_tap_gemm_with_scipy_blas(rng, monkeypatch, dtype):
     """Without NumPy's own BLAS at hand the per-tap GEMMs go through scipy.linalg.blas: same numbers."""
     from scipy.linalg import blas

@@ -14,7 +14,7 @@ from ..layers._conv_args import checked_geometry
 from ..layers.pooling import MaxPooling1D, MaxPooling2D, MaxPooling3D
 from .base import FusedLayer
 from ._conv_stage import act_epilogue, as_rows, parse_stages
-from ._conv_taps import conv_blocks
+from ._conv_taps import bordered, conv_blocks
 
 __all__ = ["FusedConvBNActivation", "FusedConvBNActivationPool", "FusedDepthwiseSeparableBNActivation"]
 
@@ -103,7 +103,8 @@ class FusedConvBNActivationPool(_FusedConvChain):
     run: where a window's maximum is not positive, ReLU's derivative is 0 for every element of it.
     Inference: the conv on folded weights; per block of samples, while the conv output is in cache,
     the pool, then the folded bias and ReLU on the pooled block (adding a per-channel bias commutes
-    with max too), so the full-size map is never written. Training: the
+    with max too), so the full-size map is never written; the pooled map is written into a
+    zero-bordered buffer that a following 3x3 convolution reads as its padded input. Training: the
     conv stage with batch statistics (without its activation), the pool, ReLU on the pooled map; the
     backward routes ``dy * (pooled > 0)`` to each window's arg-max and runs the fused BN and conv backward.
     """
@@ -135,7 +136,7 @@ class FusedConvBNActivationPool(_FusedConvChain):
         xv, geom, groups = self.stages[0].op.prepare(x)
         filters = kernel.shape[-1]
         pool_geom = self._pool_geometry((x.shape[0],) + geom.out_sizes + (filters,))
-        p = np.empty((x.shape[0],) + pool_geom.out_sizes + (filters,), dtype=x.dtype)
+        _, p = bordered((x.shape[0],) + pool_geom.out_sizes + (filters,), x.dtype)  # the next conv's padded input
 
         def finish(valid, n0, n1):  # the pool first: bias and ReLU commute with max, on 1/4 of the values
             out = p[n0:n1]
@@ -144,7 +145,7 @@ class FusedConvBNActivationPool(_FusedConvChain):
                 out += bias
             np.maximum(out, 0, out=out)
 
-        conv_blocks(np.ascontiguousarray(xv), kernel, geom, groups, finish)
+        conv_blocks(xv, kernel, geom, groups, finish)
         return p
 
     def forward(self, x, training=False):

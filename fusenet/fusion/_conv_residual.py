@@ -9,7 +9,7 @@ from ..layers.merging import Add
 from .base import FusedLayer
 from .dense import activation_of
 from ._conv_stage import act_epilogue, activation_grad, add_and_activate, as_rows, parse_stages
-from ._conv_taps import conv_blocks
+from ._conv_taps import bordered, bordered_taps, conv_blocks, tap_conv_bordered
 
 __all__ = ["FusedResidualConvBlock", "residual_block_problem"]
 
@@ -91,9 +91,13 @@ class FusedResidualConvBlock(FusedLayer):
         h = first.infer(x, *folded[0])
         hv, geom, groups = second.op.prepare(h)
         kernel, bias = folded[1]
-        y = np.empty((h.shape[0],) + geom.out_sizes + (kernel.shape[-1],), dtype=h.dtype)
-        self._check_merge(y.shape, s.shape)
+        out_shape = (h.shape[0],) + geom.out_sizes + (kernel.shape[-1],)
+        self._check_merge(out_shape, s.shape)
         act = act_epilogue(self.act)
+        if bordered_taps(geom, groups, hv.shape[-1], hv.dtype):
+            # the second conv writes into a zero-bordered buffer; bias, shortcut and activation per block
+            return tap_conv_bordered(hv, kernel, geom, bias=bias, epilogue=act, addend=s)
+        _, y = bordered(out_shape, h.dtype)  # the next block's padded input
 
         def finish(valid, n0, n1):  # bias, shortcut and activation on each block while it is in cache
             out = y[n0:n1]
@@ -105,7 +109,7 @@ class FusedResidualConvBlock(FusedLayer):
             if act is not None:
                 act(out)
 
-        conv_blocks(np.ascontiguousarray(hv), kernel, geom, groups, finish)
+        conv_blocks(hv, kernel, geom, groups, finish)
         return y
 
     # ------------------------------------------------------------ training

@@ -244,7 +244,7 @@ class ConvStage:
         xv, geom, groups = self.op.prepare(x)
         if isinstance(epilogue, str):
             epilogue = act_epilogue(self.act)
-        y = conv_infer(np.ascontiguousarray(xv), kernel, geom, groups, bias=bias, epilogue=epilogue)
+        y = conv_infer(xv, kernel, geom, groups, bias=bias, epilogue=epilogue)
         return self.op.restore(y, x.shape)
 
     # ------------------------------------------------------------ training forward

@@ -19,12 +19,22 @@ with 32 to 64 channels, as fast as the im2col GEMM). :func:`use_taps` decides.
 
 Each block is whole samples: after its GEMMs, the valid outputs of the block are finished while
 in cache by ``finish(valid, n0, n1)`` (bias, activation, a pool, a residual add...).
+
+**Zero-bordered outputs.** When the padded grid of a convolution is its output grid plus one
+position on each side (3x3 "same" or "valid", stride 1), the GEMMs can write straight into a buffer
+of that padded shape, shifted by one position: the valid outputs land in its interior and the
+positions computed past the output size land exactly on its border, which is then zeroed. The layer
+returns the interior (a strided view); a following stride-1 convolution with one position of zero
+padding finds the buffer (:func:`padded_input`) and reads it as its padded input. So a chain of
+3x3 convolutions neither copies each output into a compact array nor pads it again. Pools and the
+residual block write their outputs into such buffers too.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import weakref
 
 import numpy as np
 from scipy.linalg import blas
@@ -110,6 +120,62 @@ def use_taps(geom, groups: int, channels: int, dtype) -> bool:
     return math.prod(geom.spans) <= MAX_WASTE * math.prod(geom.out_sizes)
 
 
+#: write outputs into zero-bordered buffers (see the module doc); False gives compact outputs
+BORDERED = True
+#: the zero-bordered buffers made here, by id (weak: a buffer leaves when its last view dies)
+_BORDERED = weakref.WeakValueDictionary()
+
+
+def bordered(shape, dtype, zero: bool = True):
+    """``(buffer, interior)``: a buffer of ``shape`` padded by one position on each spatial side and
+    its interior view of ``shape``, registered for :func:`padded_input`. With ``zero=False`` the caller
+    zeroes the border (:func:`zero_border`) after writing."""
+    if not BORDERED:
+        buffer = (np.zeros if zero else np.empty)(shape, dtype=dtype)
+        return buffer, buffer
+    rank = len(shape) - 2
+    full = (shape[0],) + tuple(s + 2 for s in shape[1:-1]) + (shape[-1],)
+    buffer = (np.zeros if zero else np.empty)(full, dtype=dtype)
+    _BORDERED[id(buffer)] = buffer
+    return buffer, buffer[(slice(None),) + (slice(1, -1),) * rank]
+
+
+def zero_border(buffer: np.ndarray) -> None:
+    """Zero the one-position border of every spatial axis of ``buffer`` (batch first, channels last)."""
+    for a in range(1, buffer.ndim - 1):
+        lead = (slice(None),) * a
+        buffer[lead + (0,)] = 0
+        buffer[lead + (-1,)] = 0
+
+
+def bordered_base(x: np.ndarray):
+    """The zero-bordered buffer whose interior ``x`` is exactly (:func:`bordered`), or ``None``."""
+    base = x.base
+    if base is None or _BORDERED.get(id(base)) is not base or base.ndim != x.ndim:
+        return None
+    if base.shape != (x.shape[0],) + tuple(s + 2 for s in x.shape[1:-1]) + (x.shape[-1],):
+        return None
+    interior = base[(slice(None),) + (slice(1, -1),) * (x.ndim - 2)]
+    same = interior.__array_interface__["data"][0] == x.__array_interface__["data"][0] and interior.strides == x.strides
+    return base if same else None
+
+
+def padded_input(x: np.ndarray, geom) -> np.ndarray:
+    """The zero-padded input of a convolution: the zero-bordered buffer ``x`` is the interior of
+    (:func:`bordered`) when the convolution pads by exactly one position on each side, else
+    :func:`~fusenet.layers._conv_ops.pad_input` (a copy)."""
+    base = bordered_base(x)
+    if base is not None and geom.pad_before == (1,) * geom.rank and tuple(geom.spans) == base.shape[1:-1]:
+        return base
+    return ops.pad_input(np.ascontiguousarray(x), geom)
+
+
+def _offsets(geom, spans):
+    pitch = [math.prod(spans[a + 1:]) for a in range(len(spans))]
+    taps = itertools.product(*(range(k) for k in geom.kernel_sizes))
+    return [sum(k * d * p for k, d, p in zip(tap, geom.dilations, pitch)) for tap in taps], pitch
+
+
 def tap_conv(x: np.ndarray, kernel: np.ndarray, geom, finish, xp=None, block_rows: int | None = None) -> None:
     """Run the convolution of ``x`` (``(n, *in_sizes, C)``) with ``kernel`` (``(*K, C, F)``) by blocks of
     samples, calling ``finish(valid, n0, n1)`` with ``valid`` the outputs of samples ``n0:n1``
@@ -117,17 +183,13 @@ def tap_conv(x: np.ndarray, kernel: np.ndarray, geom, finish, xp=None, block_row
     next block). ``xp`` may pass the padded input (:func:`~fusenet.layers._conv_ops.pad_input`).
     """
     n, channels, filters = x.shape[0], x.shape[-1], kernel.shape[-1]
-    if xp is None:
-        xp = ops.pad_input(np.ascontiguousarray(x), geom)
-    xp = np.ascontiguousarray(xp)
+    xp = np.ascontiguousarray(padded_input(x, geom) if xp is None else xp)
     spans = xp.shape[1:-1]
     per_sample = math.prod(spans)
     rows_x = xp.reshape(n * per_sample, channels)
-    pitch = [math.prod(spans[a + 1:]) for a in range(len(spans))]
-    taps = list(itertools.product(*(range(k) for k in geom.kernel_sizes)))
-    offsets = [sum(k * d * p for k, d, p in zip(tap, geom.dilations, pitch)) for tap in taps]
+    offsets, _ = _offsets(geom, spans)
     last_row = n * per_sample - max(offsets)  # rows past this would read past the input (never valid outputs)
-    w = np.ascontiguousarray(kernel.astype(x.dtype, copy=False)).reshape(len(taps), channels, filters)
+    w = np.ascontiguousarray(kernel.astype(x.dtype, copy=False)).reshape(len(offsets), channels, filters)
     gemm = _GEMM[x.dtype]
     step = max(1, (BLOCK_ROWS if block_rows is None else block_rows) // per_sample)
     buf = np.empty((min(step, n) * per_sample, filters), dtype=x.dtype)
@@ -160,12 +222,67 @@ def tap_conv_forward(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilogu
     return y
 
 
+def writes_bordered(geom) -> bool:
+    """Whether the padded grid is the output grid plus one position on each side (see the module doc)."""
+    return all(s == o + 2 for s, o in zip(geom.spans, geom.out_sizes)) and geom.pad_before == (1,) * geom.rank
+
+
+def bordered_taps(geom, groups: int, channels: int, dtype) -> bool:
+    """Whether a convolution runs as :func:`tap_conv_bordered` (per-tap GEMMs into a zero-bordered buffer)."""
+    return BORDERED and use_taps(geom, groups, channels, dtype) and writes_bordered(geom)
+
+
+def tap_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilogue=None, addend=None) -> np.ndarray:
+    """:func:`tap_conv_forward` for :func:`writes_bordered` geometries: the GEMMs write straight into a
+    zero-bordered buffer (bias, ``addend`` and epilogue per block of rows in cache); returns its interior.
+
+    ``addend``: ``None``, or an array of the output's shape added before the epilogue (the shortcut of
+    a residual block): row by row in cache when it is itself a zero-bordered interior, else in one
+    pass after the GEMMs (then the epilogue too).
+    """
+    n, channels, filters = x.shape[0], x.shape[-1], kernel.shape[-1]
+    xp = np.ascontiguousarray(padded_input(x, geom))
+    spans = xp.shape[1:-1]
+    total = n * math.prod(spans)
+    rows_x = xp.reshape(total, channels)
+    offsets, pitch = _offsets(geom, spans)
+    lead = sum(pitch)  # output position o is buffer position o + 1 on every axis
+    last_row = total - max(offsets)
+    w = np.ascontiguousarray(kernel.astype(x.dtype, copy=False)).reshape(len(offsets), channels, filters)
+    gemm = _GEMM[x.dtype]
+    buffer, interior = bordered((n,) + tuple(geom.out_sizes) + (filters,), x.dtype, zero=False)
+    rows_y = buffer.reshape(total, filters)
+    add_base = None if addend is None else bordered_base(addend)
+    rows_add = None if add_base is None else add_base.reshape(total, filters)
+    late = addend is not None and rows_add is None  # the addend does not share the layout: after the GEMMs
+    for q0 in range(0, last_row, BLOCK_ROWS):
+        q1 = min(q0 + BLOCK_ROWS, last_row)
+        out = rows_y[q0 + lead:q1 + lead]
+        for t, off in enumerate(offsets):
+            gemm(rows_x[q0 + off:q1 + off], w[t], out, 0.0 if t == 0 else 1.0)
+        if bias is not None:
+            out += bias
+        if rows_add is not None:
+            out += rows_add[q0 + lead:q1 + lead]
+        if epilogue is not None and not late:
+            epilogue(out)
+    zero_border(buffer)  # the positions computed past the output size, and the rows never written
+    if late:
+        interior += addend
+        if epilogue is not None:
+            epilogue(interior)
+    return interior
+
+
 def conv_infer(x: np.ndarray, kernel: np.ndarray, geom, groups: int = 1, bias=None, epilogue=None) -> np.ndarray:
-    """``epilogue(conv(x) + bias)`` (epilogue in place, per block in cache), by :func:`tap_conv_forward`
-    where :func:`use_taps` says so, else by :func:`~fusenet.layers._conv_ops.conv_forward`."""
+    """``epilogue(conv(x) + bias)`` (epilogue in place, per block in cache): by :func:`tap_conv_bordered`
+    or :func:`tap_conv_forward` where :func:`use_taps` says so, else by
+    :func:`~fusenet.layers._conv_ops.conv_forward` (on the bordered buffer of ``x`` when it fits)."""
+    if bordered_taps(geom, groups, x.shape[-1], x.dtype):
+        return tap_conv_bordered(x, kernel, geom, bias=bias, epilogue=epilogue)
     if use_taps(geom, groups, x.shape[-1], x.dtype):
         return tap_conv_forward(x, kernel, geom, bias=bias, epilogue=epilogue)
-    return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue)
+    return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue, xp=padded_input(x, geom))
 
 
 def conv_blocks(x: np.ndarray, kernel: np.ndarray, geom, groups: int, finish) -> None:
@@ -174,7 +291,7 @@ def conv_blocks(x: np.ndarray, kernel: np.ndarray, geom, groups: int, finish) ->
     if use_taps(geom, groups, x.shape[-1], x.dtype):
         tap_conv(x, kernel, geom, finish)
     else:
-        finish(ops.conv_forward(x, kernel, geom, groups), 0, x.shape[0])
+        finish(ops.conv_forward(x, kernel, geom, groups, xp=padded_input(x, geom)), 0, x.shape[0])
 
 
 def tap_conv_input_grad(dy: np.ndarray, kernel: np.ndarray, geom, x_shape, block_rows: int | None = None) -> np.ndarray:
@@ -189,15 +306,13 @@ def tap_conv_input_grad(dy: np.ndarray, kernel: np.ndarray, geom, x_shape, block
     channels = kernel.shape[-2]
     spans = geom.spans
     per_sample = math.prod(spans)
-    pitch = [math.prod(spans[a + 1:]) for a in range(len(spans))]
-    taps = list(itertools.product(*(range(k) for k in geom.kernel_sizes)))
-    offsets = [sum(k * d * p for k, d, p in zip(tap, geom.dilations, pitch)) for tap in taps]
+    offsets, _ = _offsets(geom, spans)
     lead = max(offsets)
     total = n * per_sample
     grid = np.zeros((lead + total, filters), dtype=dy.dtype)
     valid_index = (slice(None),) + tuple(slice(0, o) for o in geom.out_sizes)
     grid[lead:].reshape((n,) + tuple(spans) + (filters,))[valid_index] = dy
-    w = np.ascontiguousarray(kernel.astype(dy.dtype, copy=False)).reshape(len(taps), channels, filters)
+    w = np.ascontiguousarray(kernel.astype(dy.dtype, copy=False)).reshape(len(offsets), channels, filters)
     gemm = _GEMM[dy.dtype]
     dxp = np.empty((total, channels), dtype=dy.dtype)
     step = BLOCK_ROWS if block_rows is None else block_rows
