@@ -224,19 +224,20 @@ class Case:
 
 
 def interleaved(calls, rounds, pause=PAUSE):
-    """Median ms of each callable; every round runs each callable once, in turn (after one warm-up).
+    """Median ms of each callable; every round runs each callable in turn.
 
-    Before each timed call the process sleeps ``pause`` seconds: OpenBLAS's worker threads spin for
-    about 0.1 s after a GEMM (and torch's OpenMP threads after a parallel region) before they sleep,
-    and without the pause one library's spinning threads would steal the cores of the next call.
+    Each turn sleeps ``pause`` seconds, runs the callable once untimed, then once timed: OpenBLAS's
+    worker threads spin for about 0.1 s after a GEMM (torch's OpenMP threads after a parallel region)
+    before they sleep, so without the pause one library's spinning threads would steal the cores of
+    the next call, and the untimed run makes the timed one a back-to-back call (threads awake, as
+    in a loop over batches), for every variant alike.
     """
     names = list(calls)
-    for name in names:
-        calls[name]()
     times = {name: [] for name in names}
     for _ in range(rounds):
         for name in names:
             time.sleep(pause)
+            calls[name]()
             start = time.perf_counter()
             calls[name]()
             times[name].append(time.perf_counter() - start)

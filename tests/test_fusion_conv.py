@@ -251,11 +251,14 @@ def test_tap_gemm_with_scipy_blas(rng, monkeypatch, dtype):
     (lambda d: [layers.Conv2D(4, 3, padding="same", dtype=d), layers.BatchNormalization(), layers.ReLU(),
                 layers.MaxPooling2D(3, strides=2, padding="same")], (3, 7, 8, 3)),
     (lambda d: [layers.Conv2D(4, 2, padding="valid", dtype=d), layers.ReLU(), layers.MaxPooling2D(2)], (3, 7, 7, 3)),
+    (lambda d: [layers.Conv2D(4, 3, padding="same", dtype=d), layers.ReLU(), layers.MaxPooling2D((1, 2))], (3, 7, 9, 3)),
+    (lambda d: [layers.Conv2D(4, 3, padding="same", dtype=d), layers.ReLU(), layers.MaxPooling2D((3, 1))], (3, 7, 9, 3)),
+    (lambda d: [layers.Conv2D(4, 3, padding="same", dtype=d), layers.ReLU(), layers.MaxPooling2D((1, 1))], (3, 5, 5, 3)),
     (lambda d: [layers.Conv1D(4, 3, padding="same", dtype=d), layers.BatchNormalization(), layers.ReLU(),
                 layers.MaxPooling1D(2)], (3, 10, 3)),
     (lambda d: [layers.Conv3D(3, 2, padding="same", dtype=d), layers.BatchNormalization(), layers.ReLU(),
                 layers.MaxPooling3D(2)], (2, 4, 4, 4, 2)),
-], ids=["2x2", "3x3_s2_same", "no_bn", "1d", "3d"])
+], ids=["2x2", "3x3_s2_same", "no_bn", "1x2_odd", "3x1_odd", "1x1", "1d", "3d"])
 def test_conv_bn_relu_pool(rng, dtype, training, make, shape):
     check_fused_equals_unfused(lambda: make(dtype), rng.normal(size=shape).astype(dtype), training,
                                FusedConvBNActivationPool)

@@ -166,19 +166,29 @@ class FusedConvBNActivationPool(_FusedConvChain):
 
 
 def max_pool_into(out: np.ndarray, x: np.ndarray, geom) -> None:
-    """``out = maxpool(x)``: windows that tile the input (strides = pool size, no padding) take one
-    ``np.maximum`` per window tap on strided views straight into ``out``; others use the pooling ops."""
+    """``out = maxpool(x)``. Windows that tile the input (strides = pool size, no padding) are reduced
+    one spatial axis after the other, each axis with ``np.maximum`` over its strided taps, so that the
+    first (largest) passes read long contiguous runs; other windows use the pooling ops."""
     if any(p for p in geom.pad_before) or geom.strides != geom.kernel_sizes:
         np.copyto(out, pool_ops.max_pool_forward(x, geom))
         return
-    views = [x[(slice(None),) + tuple(slice(k, k + s * (o - 1) + 1, s) for k, s, o in zip(tap, geom.strides, geom.out_sizes))]
-             for tap in itertools.product(*(range(k) for k in geom.kernel_sizes))]
-    if len(views) == 1:
-        np.copyto(out, views[0])
+    cur = x
+    axes = [a for a in range(geom.rank) if geom.kernel_sizes[a] > 1]
+    if not axes:
+        np.copyto(out, x[(slice(None),) + tuple(slice(0, o) for o in geom.out_sizes)])
         return
-    np.maximum(views[0], views[1], out=out)
-    for view in views[2:]:
-        np.maximum(out, view, out=out)
+    for i, a in enumerate(axes):
+        k, o = geom.kernel_sizes[a], geom.out_sizes[a]
+        lead = (slice(None),) * (a + 1)
+        views = [cur[lead + (slice(t, t + k * (o - 1) + 1, k),)] for t in range(k)]
+        if i == len(axes) - 1:
+            target = out
+        else:
+            target = np.empty(views[0].shape, dtype=x.dtype)
+        np.maximum(views[0], views[1], out=target)
+        for view in views[2:]:
+            np.maximum(target, view, out=target)
+        cur = target
 
 
 class FusedDepthwiseSeparableBNActivation(_FusedConvChain):
