@@ -81,9 +81,13 @@ class FusedConvBNActivation(_FusedConvChain):
 
     Inference: the BN is folded into the kernel and bias once
     (``kernel' = kernel * s``, ``bias' = (bias - moving_mean) * s + beta``, ``s = gamma / sqrt(var + eps)``);
-    one conv (im2col GEMMs over cache-sized chunks) with the bias and the activation applied in place
-    on each output chunk. Training: the conv's epilogue gathers the batch statistics, one blocked pass
-    normalises and activates, one fused backward (activation derivative, BN backward, conv backward).
+    one conv with the bias and the activation applied in place on each output block while it is in
+    cache: stride-1 convs with 16+ channels as one accumulating GEMM per kernel tap, written straight
+    into a zero-bordered buffer that a following 3x3 conv reads as its padded input (the layer then
+    returns a strided view), others as im2col GEMMs over cache-sized chunks. Training: the unfused
+    conv, the BN statistics and one blocked normalise-and-activate pass with BatchNormalization's own
+    arithmetic, and one fused backward (activation derivative, BN backward and conv backward over one
+    gradient buffer; the input gradient as per-tap GEMMs where they apply).
     """
 
     pattern = "Conv1D/Conv2D/Conv3D/DepthwiseConv2D -> [BatchNormalization] -> [activation]"
