@@ -552,6 +552,7 @@ def test_factories_build_trainable_layers(rng):
     assert conv.conv_bn_relu_pool(4, 3)(x).shape == (2, 4, 4, 4)
     mobile = conv.depthwise_separable_bn_activation(5, strides=2, pointwise_activation=None)
     assert mobile(x).shape == (2, 4, 4, 5) and isinstance(mobile, FusedDepthwiseSeparableBNActivation)
+    assert len(conv.depthwise_separable_bn_activation(5).source_layers) == 6
     res = conv.residual_conv_block(6, strides=2)
     assert res(x, training=True).shape == (2, 4, 4, 6) and len(res.block.shortcut) == 2
     assert conv.residual_conv_block(3)(x).shape == x.shape
@@ -594,3 +595,89 @@ def test_residual_shape_mismatch_is_a_clear_error(rng):
     for training in (False, True):
         with pytest.raises(ValueError, match=r"the body gives shape \(2, 3, 3, 4\) but the shortcut gives \(2, 6, 6, 4\)"):
             strided(rng.normal(size=(2, 6, 6, 4)), training=training)
+
+
+def test_more_refusals_are_explained(rng):
+    x = rng.normal(size=(2, 6, 6, 3))
+    unbuilt_conv = [_built([layers.BatchNormalization()], x)[0], layers.Conv2D(4, 3)]
+    assert "is not built, so its kernel cannot take the fold" in str(report(unbuilt_conv))
+    shift = _built([layers.Rescaling(1.0, 0.5), layers.Conv2D(4, 3, padding="same")], x)
+    shift[1].build_input_shape = (None, None, None, 3)  # spatial sizes unknown
+    assert "is not fully known" in str(report(shift))
+    regularized = _built([layers.Rescaling(2.0), layers.Conv2D(4, 3, activity_regularizer="l1")], x)
+    assert "has an activity_regularizer" in str(report(regularized))
+    ranks = [layers.Conv1D(8, 1), layers.Conv2D(4, 3)]
+    assert "have different ranks" in str(report(ranks))
+    assert "is not built, so the kernels cannot be folded" in str(report([layers.Conv2D(8, 1), layers.Conv2D(4, 3)]))
+    pointwise_reg = _built([layers.Conv2D(8, 1, activity_regularizer="l2"), layers.Conv2D(4, 3)], x)
+    assert "has an activity_regularizer" in str(report(pointwise_reg))
+
+
+def test_residual_block_problems():
+    from fusenet.fusion._conv_residual import residual_block_problem
+
+    body = [layers.Conv2D(4, 3, padding="same"), layers.ReLU(), layers.Conv2D(4, 3, padding="same")]
+    assert residual_block_problem(layers.Conv2D(4, 3)).endswith("is not a Residual")
+    assert "expected a convolution" in residual_block_problem(layers.Residual(body + [layers.MaxPooling2D()]))
+    assert "holds Dense layers" in residual_block_problem(layers.Residual([layers.Conv2D(4, 3), layers.ReLU(),
+                                                                           layers.Dense(4)]))
+    shortcut = [layers.Conv2D(4, 1), layers.ReLU()]
+    assert "the shortcut of" in residual_block_problem(layers.Residual(body, shortcut=shortcut))
+    assert residual_block_problem(layers.Residual(body)) is None
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_residual_block_with_linear_final_activation(rng, training):
+    check_fused_equals_unfused(lambda: [_residual(4), layers.Activation("linear")], rng.normal(size=(3, 5, 5, 4)),
+                               training, FusedResidualConvBlock)
+
+
+def test_input_fold_errors(rng):
+    x = rng.normal(size=(2, 6, 6, 3))
+    with pytest.raises(ValueError, match="expected one weighted layer"):
+        FusedAffineConv([layers.Rescaling(2.0), layers.Conv2D(4, 3), layers.Conv2D(4, 3)])
+    with pytest.raises(ValueError, match="expected one weighted layer"):
+        FusedAffineConv([layers.Rescaling(2.0), layers.SeparableConv2D(4, 3)])  # two stages
+    with pytest.raises(ValueError, match="must be a convolution of the same rank with groups=1"):
+        FusedPointwiseConv([layers.Conv2D(6, 1), layers.Conv2D(6, 3, groups=2)])
+    from fusenet.fusion._conv_input_fold import affine_of
+    from fusenet.fusion.folding import FoldingError
+
+    with pytest.raises(FoldingError, match="is not built, so it has no moving statistics"):
+        affine_of(layers.BatchNormalization(), 3)
+    with pytest.raises(FoldingError, match="is not built, so it has no mean and variance"):
+        affine_of(layers.Normalization(), 3)
+    with pytest.raises(FoldingError, match="is not a per-channel affine layer"):
+        affine_of(layers.ReLU(), 3)
+    scale, shift = affine_of(_built([layers.Normalization(mean=[1.0, 2.0, 3.0], variance=[4.0, 4.0, 4.0])], x)[0], 3)
+    np.testing.assert_allclose(scale, 0.5)
+    np.testing.assert_allclose(shift, [-0.5, -1.0, -1.5])
+
+
+def test_batchnorm_axis_checks():
+    from fusenet.fusion._conv_stage import check_channels_axis
+
+    with pytest.raises(ValueError, match=r"normalises several axes \[1, 3\]"):
+        check_channels_axis(layers.BatchNormalization(axis=[1, 3]), "owner")
+    check_channels_axis(layers.BatchNormalization(axis=[-1]), "owner")
+    built = _built([layers.BatchNormalization(axis=1)], np.zeros((2, 3, 4)))[0]
+    with pytest.raises(ValueError, match="normalises axis 1, not the last"):
+        check_channels_axis(built, "owner")
+
+
+def test_compact_outputs_and_pointwise_convs(rng, monkeypatch):
+    """With zero-bordered outputs switched off the layers give the same numbers; a 1x1 convolution
+    is one GEMM on the input already, never per-tap GEMMs."""
+    from fusenet.layers import _conv_ops as ops
+
+    assert not _conv_taps.use_taps(ops.conv_geometry((8, 8), (1, 1), (1, 1), (1, 1), "same"), 1, 32, np.float32)
+    seq = _built([layers.Conv2D(16, 3, padding="same"), layers.BatchNormalization(), layers.ReLU(),
+                  _residual(16), layers.ReLU(), layers.Conv2D(8, 3, padding="same"), layers.ReLU(),
+                  layers.MaxPooling2D()], rng.normal(size=(2, 12, 12, 16)))
+    fused = LayerBuilder.optimize_sequence(seq)
+    x = rng.normal(size=(2, 12, 12, 16))
+    bordered = _run(fused, x)
+    monkeypatch.setattr(_conv_taps, "BORDERED", False)
+    compact = _run(fused, x)
+    np.testing.assert_allclose(compact, bordered, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(compact, _run(seq, x), rtol=1e-10, atol=1e-10)

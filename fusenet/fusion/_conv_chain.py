@@ -3,7 +3,6 @@ depthwise-separable (MobileNet) block. The arithmetic of a stage is in :mod:`._c
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np

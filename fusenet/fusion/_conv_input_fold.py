@@ -117,9 +117,6 @@ class FusedAffineConv(_FusedInputFold):
         if not isinstance(self.first, (BatchNormalization, Rescaling, Normalization)):
             raise TypeError(f"{self._owner()}: expected a BatchNormalization, Rescaling or Normalization first. "
                             f"Received: {self.first.describe()}")
-        if self.stage.op.kind not in ("conv", "depthwise", "dense"):
-            raise ValueError(f"{self._owner()}: expected a Conv1D/2D/3D, DepthwiseConv2D or Dense after "
-                             f"{self.first.describe()}. Received: {self.describe_fusion()}")
 
     def _fold(self):
         op = self.stage.op
