@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._registry import ObjectRegistry
+
 __all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "get", "serialize", "deserialize"]
 
 _EPS = 1e-7
@@ -92,32 +94,7 @@ class UnitNorm(Constraint):
         return {"axis": _axis_config(self.axis)}
 
 
-_ALIASES = {"max_norm": MaxNorm, "min_max_norm": MinMaxNorm, "non_neg": NonNeg, "unit_norm": UnitNorm}
-_CLASSES = {c.__name__: c for c in (MaxNorm, MinMaxNorm, NonNeg, UnitNorm)}
-
-
-def get(identifier):
-    """A constraint from ``None``, a name (``"non_neg"``), a config dict or an object."""
-    if identifier is None or isinstance(identifier, Constraint):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier) or _CLASSES.get(identifier)
-        if cls is None:
-            raise ValueError(f"Unknown constraint: {identifier!r}. Expected one of {sorted(_ALIASES)}.")
-        return cls()
-    raise TypeError(f"Expected a constraint name, config dict or Constraint. Received: {identifier!r}")
-
-
-def serialize(c):
-    return None if c is None else {"class_name": type(c).__name__, "config": c.get_config()}
-
-
-def deserialize(config):
-    if config is None:
-        return None
-    cls = _CLASSES.get(config.get("class_name")) if isinstance(config, dict) else None
-    if cls is None:
-        raise ValueError(f"Unknown constraint class in {config!r}. Expected one of {sorted(_CLASSES)}.")
-    return cls.from_config(dict(config.get("config", {})))
+_REGISTRY = ObjectRegistry("constraint", Constraint, {"max_norm": MaxNorm, "min_max_norm": MinMaxNorm, "non_neg": NonNeg, "unit_norm": UnitNorm})
+get = _REGISTRY.get
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._registry import ObjectRegistry
+
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "OrthogonalRegularizer", "get", "serialize", "deserialize"]
 
 
@@ -136,32 +138,7 @@ class OrthogonalRegularizer(Regularizer):
         return {"factor": self.factor, "mode": self.mode}
 
 
-_ALIASES = {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2, "orthogonal_regularizer": OrthogonalRegularizer}
-_CLASSES = {c.__name__: c for c in (L1, L2, L1L2, OrthogonalRegularizer)}
-
-
-def get(identifier):
-    """A regularizer from ``None``, a name (``"l2"``), a config dict or an object."""
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier) or _CLASSES.get(identifier)
-        if cls is None:
-            raise ValueError(f"Unknown regularizer: {identifier!r}. Expected one of {sorted(_ALIASES)}.")
-        return cls()
-    raise TypeError(f"Expected a regularizer name, config dict or Regularizer. Received: {identifier!r}")
-
-
-def serialize(reg):
-    return None if reg is None else {"class_name": type(reg).__name__, "config": reg.get_config()}
-
-
-def deserialize(config):
-    if config is None:
-        return None
-    cls = _CLASSES.get(config.get("class_name")) if isinstance(config, dict) else None
-    if cls is None:
-        raise ValueError(f"Unknown regularizer class in {config!r}. Expected one of {sorted(_CLASSES)}.")
-    return cls.from_config(dict(config.get("config", {})))
+_REGISTRY = ObjectRegistry("regularizer", Regularizer, {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2, "orthogonal_regularizer": OrthogonalRegularizer})
+get = _REGISTRY.get
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
