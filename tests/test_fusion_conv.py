@@ -224,7 +224,7 @@ def test_chained_convolutions_share_zero_bordered_buffers(rng, monkeypatch, dtyp
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tap_gemm_with_scipy_blas(rng, monkeypatch, dtype):
     """Without NumPy's own BLAS at hand the per-tap GEMMs go through scipy.linalg.blas: same numbers."""
-    from scipy.linalg import blas
+    from fusenet import _blas
 
     from fusenet.layers import _conv_ops as ops
 
@@ -233,8 +233,7 @@ def test_tap_gemm_with_scipy_blas(rng, monkeypatch, dtype):
     geom = ops.conv_geometry((7, 6), (3, 3), (1, 1), (1, 1), "same")
     dy = rng.normal(size=(3, 7, 6, 5)).astype(dtype)
     expected = (_conv_taps.tap_conv_forward(x, kernel, geom), _conv_taps.tap_conv_input_grad(dy, kernel, geom, x.shape))
-    monkeypatch.setattr(_conv_taps, "_GEMM", {np.dtype(np.float32): _conv_taps._scipy_gemm(blas.sgemm),
-                                              np.dtype(np.float64): _conv_taps._scipy_gemm(blas.dgemm)})
+    monkeypatch.setattr(_conv_taps, "gemm", _blas.scipy_gemm)
     got = (_conv_taps.tap_conv_forward(x, kernel, geom), _conv_taps.tap_conv_input_grad(dy, kernel, geom, x.shape))
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
     for a, b in zip(got, expected):

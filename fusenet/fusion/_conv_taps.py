@@ -37,8 +37,7 @@ import math
 import weakref
 
 import numpy as np
-from scipy.linalg import blas
-
+from .._blas import GEMM_DTYPES, gemm
 from ..layers import _conv_ops as ops
 
 __all__ = []  # private module
@@ -50,70 +49,9 @@ MIN_CHANNELS = 16
 #: largest waste (padded grid positions per output position) accepted
 MAX_WASTE = 1.35
 
-_CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS = 101, 111, 112
-
-
-def _numpy_cblas():
-    """NumPy's own BLAS ``?gemm`` (the ILP64 OpenBLAS of the NumPy wheels) through ctypes, or ``{}``.
-
-    The accumulating GEMMs need ``beta = 1``, which ``np.matmul`` does not offer. SciPy's
-    ``scipy.linalg.blas`` does, but SciPy ships its own OpenBLAS with its own worker threads: after
-    a call, each library's idle workers spin for a while, and alternating the two libraries (as a
-    model does, layer after layer) made both run up to 2-3x slower on two cores. So the GEMMs go to
-    the library NumPy itself uses when it can be found, and to SciPy's otherwise.
-    """
-    try:
-        import ctypes
-        import glob
-        import os
-
-        root = os.path.dirname(np.__file__)
-        paths = sorted(glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
-                       + glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
-        for path in paths:
-            lib = ctypes.CDLL(path)
-            for prefix in ("scipy_cblas_", "cblas_"):
-                names = (f"{prefix}sgemm64_", f"{prefix}dgemm64_")
-                if all(hasattr(lib, name) for name in names):
-                    out = {}
-                    for name, dtype, real in zip(names, (np.float32, np.float64), (ctypes.c_float, ctypes.c_double)):
-                        fn = getattr(lib, name)
-                        index = ctypes.c_int64
-                        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, index, index, index, real,
-                                       ctypes.c_void_p, index, ctypes.c_void_p, index, real, ctypes.c_void_p, index]
-                        fn.restype = None
-                        out[np.dtype(dtype)] = _cblas_gemm(fn)
-                    return out
-    except (ImportError, OSError, AttributeError):  # pragma: no cover - another NumPy build: SciPy's BLAS
-        pass
-    return {}  # pragma: no cover - NumPy without a findable OpenBLAS
-
-
-def _cblas_gemm(fn):
-    def gemm(a, b, c, beta, trans_b=False):
-        item = a.itemsize
-        fn(_CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS if trans_b else _CBLAS_NO_TRANS, a.shape[0], c.shape[1],
-           a.shape[1], 1.0, a.ctypes.data, a.strides[0] // item, b.ctypes.data, b.strides[0] // item, beta,
-           c.ctypes.data, c.strides[0] // item)
-
-    return gemm
-
-
-def _scipy_gemm(fn):
-    def gemm(a, b, c, beta, trans_b=False):  # column-major view: c^T = op(b)^T @ a^T
-        fn(1.0, b.T, a.T, beta=beta, c=c.T, overwrite_c=1, trans_a=int(trans_b))
-
-    return gemm
-
-
-#: ``gemm(a, b, c, beta, trans_b=False)``: ``c = a @ op(b) + beta * c`` in place, for row-major arrays
-#: with unit inner strides (``op(b) = b.T`` when ``trans_b``)
-_GEMM = _numpy_cblas() or {np.dtype(np.float32): _scipy_gemm(blas.sgemm), np.dtype(np.float64): _scipy_gemm(blas.dgemm)}
-
-
 def use_taps(geom, groups: int, channels: int, dtype) -> bool:
     """Whether :func:`tap_conv` is the faster way for this convolution."""
-    if groups != 1 or any(s != 1 for s in geom.strides) or np.dtype(dtype) not in _GEMM or channels < MIN_CHANNELS:
+    if groups != 1 or any(s != 1 for s in geom.strides) or np.dtype(dtype) not in GEMM_DTYPES or channels < MIN_CHANNELS:
         return False
     if geom.taps == 1:
         return False  # a 1x1 convolution is one GEMM on the input itself already
@@ -190,7 +128,6 @@ def tap_conv(x: np.ndarray, kernel: np.ndarray, geom, finish, xp=None, block_row
     offsets, _ = _offsets(geom, spans)
     last_row = n * per_sample - max(offsets)  # rows past this would read past the input (never valid outputs)
     w = np.ascontiguousarray(kernel.astype(x.dtype, copy=False)).reshape(len(offsets), channels, filters)
-    gemm = _GEMM[x.dtype]
     step = max(1, (BLOCK_ROWS if block_rows is None else block_rows) // per_sample)
     buf = np.empty((min(step, n) * per_sample, filters), dtype=x.dtype)
     valid_index = (slice(None),) + tuple(slice(0, o) for o in geom.out_sizes)
@@ -249,7 +186,6 @@ def tap_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilog
     lead = sum(pitch)  # output position o is buffer position o + 1 on every axis
     last_row = total - max(offsets)
     w = np.ascontiguousarray(kernel.astype(x.dtype, copy=False)).reshape(len(offsets), channels, filters)
-    gemm = _GEMM[x.dtype]
     buffer, interior = bordered((n,) + tuple(geom.out_sizes) + (filters,), x.dtype, zero=False)
     rows_y = buffer.reshape(total, filters)
     add_base = None if addend is None else bordered_base(addend)
@@ -313,7 +249,6 @@ def tap_conv_input_grad(dy: np.ndarray, kernel: np.ndarray, geom, x_shape, block
     valid_index = (slice(None),) + tuple(slice(0, o) for o in geom.out_sizes)
     grid[lead:].reshape((n,) + tuple(spans) + (filters,))[valid_index] = dy
     w = np.ascontiguousarray(kernel.astype(dy.dtype, copy=False)).reshape(len(offsets), channels, filters)
-    gemm = _GEMM[dy.dtype]
     dxp = np.empty((total, channels), dtype=dy.dtype)
     step = BLOCK_ROWS if block_rows is None else block_rows
     for p0 in range(0, total, step):
