@@ -577,3 +577,25 @@ def test_weight_constraints_hold_after_every_step(rng):
         on_train_batch_end=lambda batch, logs: norms.append(np.linalg.norm(model.layers[0].get_weights()[0], axis=0).max()))
     model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[spy])
     assert max(norms) <= 0.5 + 1e-6
+
+
+def test_train_step_tells_the_first_layer_its_input_gradient_is_unused():
+    """Around a training step's backward, the layer that reads the model input sees
+    ``_input_grad_needed`` False (it may skip dx); every other layer, and every other time, True."""
+    seen = []
+
+    class Spy(layers.Dense):
+        def backward(self, dy):
+            seen.append((self.name, self._input_grad_needed))
+            return super().backward(dy)
+
+    model = models.Sequential([layers.Input((3,)), Spy(4, name="spy_first"), Spy(2, name="spy_second")])
+    model.compile("sgd", "mse")
+    x, y = np.ones((5, 3), np.float32), np.zeros((5, 2), np.float32)
+    model.train_on_batch(x, y)
+    assert seen == [("spy_second", True), ("spy_first", False)]
+    assert all(layer._input_grad_needed for layer in model.layers)
+    seen.clear()
+    model(x, training=True)
+    model._backward(np.ones((5, 2), np.float32))  # a plain backward still wants every gradient
+    assert seen == [("spy_second", True), ("spy_first", True)]

@@ -174,6 +174,11 @@ class Layer:
 
     #: cast float/int inputs to the layer's dtype in ``__call__`` (Embedding turns this off)
     _cast_inputs = True
+    #: whether ``backward`` must return the input gradient. The model engine sets it to False on
+    #: the layers that read the model's input, only around the backward of a training step (nobody
+    #: reads that gradient); a layer may then skip computing it and return ``None``. Layers that
+    #: ignore the flag stay correct.
+    _input_grad_needed = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -130,6 +130,22 @@ class Model:
     def _forward(self, x, training=False):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _input_layers(self) -> list:
+        """The layers that read the model's input directly (their input gradient goes nowhere)."""
+        return []
+
+    def _train_backward(self, dy):
+        """``_backward`` for a training step: the layers that read the model input are told (via
+        ``Layer._input_grad_needed``) that their input gradient is not wanted, so they may skip it."""
+        skipped = [layer for layer in self._input_layers() if layer._input_grad_needed]
+        for layer in skipped:
+            layer._input_grad_needed = False
+        try:
+            return self._backward(dy)
+        finally:
+            for layer in skipped:
+                layer._input_grad_needed = True
+
     def _backward(self, dy):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -409,7 +425,7 @@ class Model:
         if jit is not None:
             loss, y_pred = jit.train_step(x, y, sample_weight)
         else:
-            loss, y_pred = self._gradient_step(x, y, sample_weight, self._forward, self._backward)
+            loss, y_pred = self._gradient_step(x, y, sample_weight, self._forward, self._train_backward)
         self._loss_tracker.update(loss, x.shape[0])
         self._update_metrics(y, y_pred, sample_weight)
 

@@ -216,6 +216,9 @@ class Sequential(Model):
             x = layer(x, training=training)
         return x
 
+    def _input_layers(self) -> list:
+        return self.layers[:1]
+
     def _backward(self, dy):
         for layer in reversed(self._layers):
             dy = layer.backward(layer.activity_gradient(dy))
