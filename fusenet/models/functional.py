@@ -44,7 +44,7 @@ from .. import metrics as _metrics
 from ..graph import GraphNode, LayerGraph, Program
 from ..layers.symbolic import SymbolicTensor, input_tensor, is_symbolic
 from . import _data
-from ._functional_summary import format_functional_summary
+from ._summary import format_functional_summary
 from .model import Model, _reduced
 
 __all__ = ["Functional"]
