@@ -41,32 +41,66 @@ def _pairs(value, n, name, owner):
     return out
 
 
-class _ZeroPadding(Layer):
-    _rank = 1
+def _pad(x: np.ndarray, pairs) -> np.ndarray:
+    return np.pad(x, ((0, 0),) + pairs + ((0, 0),))
 
-    def __init__(self, padding=1, **kwargs):
+
+def _crop(x: np.ndarray, pairs) -> np.ndarray:
+    return x[(slice(None),) + tuple(slice(a, x.shape[i + 1] - b) for i, (a, b) in enumerate(pairs))]
+
+
+class _Edges(Layer):
+    """Adds (padding) or removes (cropping) ``(before, after)`` positions on each spatial axis; the
+    backward of one is the other. Subclasses set ``_arg`` (the Keras argument's name) and ``_grows``."""
+
+    _rank = 1
+    _arg = "padding"
+    _grows = True
+
+    def __init__(self, amount, **kwargs):
         kwargs.pop("data_format", None)
-        self.padding = _pairs(padding, self._rank, "padding", type(self).__name__)
+        setattr(self, self._arg, _pairs(amount, self._rank, self._arg, type(self).__name__))
         super().__init__(**kwargs)
         self.input_spec = InputSpec(ndim=self._rank + 2)
 
+    @property
+    def _edges(self):
+        return getattr(self, self._arg)
+
+    def build(self, input_shape):
+        if self._grows:
+            return
+        for d, (a, b) in zip(input_shape[1:-1], self._edges):
+            if d is not None and a + b >= d:
+                raise ValueError(
+                    f"{self.describe()}: {self._arg} {self._edges} leaves nothing of input shape {tuple(input_shape)}."
+                )
+
     def forward(self, x, training=False):
+        self.build(x.shape)
         self._save_for_backward(training, True)
-        return np.pad(x, ((0, 0),) + self.padding + ((0, 0),))
+        return (_pad if self._grows else _crop)(x, self._edges)
 
     def backward(self, dy):
         self._saved()
-        index = (slice(None),) + tuple(slice(a, dy.shape[i + 1] - b) for i, (a, b) in enumerate(self.padding))
-        return dy[index]
+        return (_crop if self._grows else _pad)(dy, self._edges)
 
     def compute_output_shape(self, input_shape):
-        spatial = tuple(None if d is None else d + a + b for d, (a, b) in zip(input_shape[1:-1], self.padding))
+        sign = 1 if self._grows else -1
+        spatial = tuple(None if d is None else d + sign * (a + b) for d, (a, b) in zip(input_shape[1:-1], self._edges))
         return (input_shape[0],) + spatial + (input_shape[-1],)
 
     def get_config(self):
         config = super().get_config()
-        config["padding"] = [list(p) for p in self.padding]
+        config[self._arg] = [list(p) for p in self._edges]
         return config
+
+
+class _ZeroPadding(_Edges):
+    _arg, _grows = "padding", True
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(padding, **kwargs)
 
 
 class ZeroPadding1D(_ZeroPadding):
@@ -87,40 +121,11 @@ class ZeroPadding3D(_ZeroPadding):
     _rank = 3
 
 
-class _Cropping(Layer):
-    _rank = 1
+class _Cropping(_Edges):
+    _arg, _grows = "cropping", False
 
     def __init__(self, cropping=1, **kwargs):
-        kwargs.pop("data_format", None)
-        self.cropping = _pairs(cropping, self._rank, "cropping", type(self).__name__)
-        super().__init__(**kwargs)
-        self.input_spec = InputSpec(ndim=self._rank + 2)
-
-    def build(self, input_shape):
-        for d, (a, b) in zip(input_shape[1:-1], self.cropping):
-            if d is not None and a + b >= d:
-                raise ValueError(
-                    f"{self.describe()}: cropping {self.cropping} leaves nothing of input shape {tuple(input_shape)}."
-                )
-
-    def forward(self, x, training=False):
-        self.build(x.shape)
-        self._save_for_backward(training, x.shape)
-        index = (slice(None),) + tuple(slice(a, x.shape[i + 1] - b) for i, (a, b) in enumerate(self.cropping))
-        return x[index]
-
-    def backward(self, dy):
-        (shape,) = self._saved()
-        return np.pad(dy, ((0, 0),) + self.cropping + ((0, 0),))
-
-    def compute_output_shape(self, input_shape):
-        spatial = tuple(None if d is None else d - a - b for d, (a, b) in zip(input_shape[1:-1], self.cropping))
-        return (input_shape[0],) + spatial + (input_shape[-1],)
-
-    def get_config(self):
-        config = super().get_config()
-        config["cropping"] = [list(p) for p in self.cropping]
-        return config
+        super().__init__(cropping, **kwargs)
 
 
 class Cropping1D(_Cropping):
