@@ -20,14 +20,12 @@ import itertools
 import math
 
 import numpy as np
-from scipy.linalg import blas
 
+from .._blas import gemm as _gemm
 from ..fusion._conv_taps import BLOCK_ROWS, use_taps
 from ..layers import _conv_ops as ops
 
 __all__ = []  # private module
-
-_GEMM = {np.dtype(np.float32): blas.sgemm, np.dtype(np.float64): blas.dgemm}
 
 #: budget in bytes of one im2col chunk in compiled plans (smaller than the layers' CHUNK_BYTES: the
 #: chunk is a workspace of the plan, counted in its memory, and 1 MB chunks run as fast here)
@@ -130,9 +128,8 @@ class ConvSpec:
             taps = list(itertools.product(*(range(k) for k in geom.kernel_sizes)))
             self.offsets = [sum(k * d * p for k, d, p in zip(tap, geom.dilations, pitch)) for tap in taps]
             w = self.kernel.reshape(len(taps), self.channels, self.filters)
-            self.w_t = [w[t].T for t in range(len(taps))]  # (F, C), Fortran-contiguous
+            self.w_taps = [w[t] for t in range(len(taps))]  # (C, F), contiguous
             self.per_sample = math.prod(spans)
-            self.gemm = _GEMM[self.dtype]
         elif self.method == "depthwise":
             mult = self.filters // self.channels
             self.k2 = self.kernel.reshape(geom.taps, self.channels, mult)
@@ -206,11 +203,11 @@ class ConvRunner:
             for n0 in range(0, batch, step):
                 n1 = min(n0 + step, batch)
                 q0, q1 = n0 * per_sample, min(n1 * per_sample, last_row)
-                calls = [(w_t, rows_x[q0 + off:q1 + off].T, 0.0 if t == 0 else 1.0)
-                         for t, (w_t, off) in enumerate(zip(spec.w_t, spec.offsets))]
+                calls = [(rows_x[q0 + off:q1 + off], w_t, 0.0 if t == 0 else 1.0)
+                         for t, (w_t, off) in enumerate(zip(spec.w_taps, spec.offsets))]
                 valid = buf[:(n1 - n0) * per_sample].reshape((n1 - n0,) + shape)[valid_index]
-                blocks.append((buf[:q1 - q0].T, calls, self._finisher(valid, (slice(n0, n1),))))
-            self._blocks, self._gemm = blocks, spec.gemm
+                blocks.append((buf[:q1 - q0], calls, self._finisher(valid, (slice(n0, n1),))))
+            self._blocks = blocks
             self._run = self._run_taps
         elif spec.method == "depthwise":
             tmp = ws["tap"]
@@ -281,10 +278,10 @@ class ConvRunner:
 
     # ------------------------------------------------------------ the four methods
     def _run_taps(self):
-        gemm = self._gemm
-        for out_t, calls, finish in self._blocks:
-            for w_t, a, beta in calls:
-                gemm(1.0, w_t, a, beta=beta, c=out_t, overwrite_c=1)
+        gemm = _gemm
+        for out, calls, finish in self._blocks:
+            for a, w, beta in calls:  # out = rows of the tap @ its kernel slice (+ out)
+                gemm(a, w, out, beta)
             for f in finish:
                 f()
 
