@@ -73,6 +73,7 @@ from __future__ import annotations
 import functools
 import inspect
 import weakref
+from operator import is_ as _is
 
 import numpy as np
 
@@ -86,6 +87,9 @@ from .tensor import ASSIGNMENTS, Tensor, Variable
 __all__ = ["call_layer", "TapeLayer", "layer_variables"]
 
 
+_wrap = Tensor._wrap
+
+
 # ---------------------------------------------------------------- routing layer calls (the call hook)
 _PREVIOUS_HOOK = None  # the hook that was installed before ours; it sees the calls we decline
 
@@ -97,16 +101,23 @@ def _layer_call_hook(layer, x, training=False):
     watches accessed variables records, go through :func:`call_layer`; every other call is
     declined (``NotImplemented``: the layer runs as usual), which includes the call
     :func:`call_layer` makes itself (its inputs are arrays and no tape records then).
+
+    The hook runs inside ``Layer.__call__``, so a call it takes runs the rest of ``__call__``
+    (``_prepare_input``, ``forward``) itself instead of calling the layer a second time, unless
+    another hook was installed before ours (that one must see the inner call).
     """
-    if type(x) is not np.ndarray and (
+    tx = type(x)
+    if tx is Tensor:  # the common case: the output of the previous layer call
+        return _call_layer(layer, x, training, _PREVIOUS_HOOK is None)
+    if tx is not np.ndarray and (
         isinstance(x, Tensor) or (isinstance(x, (list, tuple)) and any(isinstance(v, Tensor) for v in x))
     ):
-        return _call_layer(layer, x, training)
+        return _call_layer(layer, x, training, _PREVIOUS_HOOK is None)
     tapes = _STATE.recording
     if tapes and layer.trainable and (layer._params or layer._sublayers or not layer.built):
         for t in tapes:
             if t.watch_accessed_variables:
-                return _call_layer(layer, x, training)
+                return _call_layer(layer, x, training, _PREVIOUS_HOOK is None)
     previous = _PREVIOUS_HOOK
     return NotImplemented if previous is None else previous(layer, x, training)
 
@@ -135,7 +146,7 @@ class _LayerInfo:
     """
 
     __slots__ = ("names", "variables", "arrays", "owners", "trainable", "ref", "var_ids", "var_items", "array_ids",
-                 "array_items")
+                 "array_items", "plain_zero")
 
     def __init__(self, layer, params):
         own = getattr(layer, "_tape_variables", {})
@@ -152,6 +163,8 @@ class _LayerInfo:
         self.array_items = tuple((a, (v,)) for a, v in zip(self.array_ids, variables))
         self.arrays = tuple(params.values())
         self.owners = tuple(owners[k] for k in self.names)
+        # zeroing the grads is filling layer._grads (no sublayers, zero_grad not overridden)
+        self.plain_zero = not layer._sublayers and type(layer).zero_grad is Layer.zero_grad
         self.trainable = None
         self.ref = weakref.ref(layer, functools.partial(_forget, _INFO, id(layer)))
 
@@ -171,16 +184,13 @@ def _layer_info(layer: Layer) -> _LayerInfo:
     """The cached :class:`_LayerInfo` of a built layer, rebuilt when its parameter arrays changed."""
     params = layer.params if layer._sublayers else layer._params
     entry = _INFO.get(id(layer))
-    info = None
     if entry is not None and entry[0]() is layer:
         info = entry[1]
-        if len(info.arrays) != len(params):
+        arrays = info.arrays
+        if len(arrays) != len(params) or not all(map(_is, arrays, params.values())):
             info = None
-        else:
-            for a, b in zip(info.arrays, params.values()):
-                if a is not b:
-                    info = None
-                    break
+    else:
+        info = None
     if info is None:
         info = _LayerInfo(layer, params)
         _INFO[id(layer)] = (info.ref, info)
@@ -241,10 +251,15 @@ def call_layer(layer: Layer, x, training: bool = False):
     return _call_layer(layer, x, training)
 
 
-def _call_layer(layer, x, training):
-    if isinstance(x, Tensor):
+def _call_layer(layer, x, training, inline=False):
+    """Run the layer on ``x`` with no tape recording inside it, then record one node.
+
+    ``inline``: called from the hook inside ``Layer.__call__`` (no other hook to chain to): run
+    the rest of ``Layer.__call__`` (check and cast, build, forward) directly."""
+    tx = type(x)
+    if tx is Tensor or (tx is not np.ndarray and isinstance(x, Tensor)):
         items, has_tensor, arg = None, True, x._value
-    elif isinstance(x, (list, tuple)):
+    elif tx is not np.ndarray and isinstance(x, (list, tuple)):
         items = tuple(x)
         arg = [v._value if isinstance(v, Tensor) else v for v in items]
         has_tensor = any(isinstance(v, Tensor) for v in items)
@@ -255,51 +270,59 @@ def _call_layer(layer, x, training):
     tapes, barrier = state.recording, state.barrier
     state.barrier, state.recording = len(state.stack), ()
     try:
-        y = layer(arg, training=training)
+        if inline:  # the remainder of Layer.__call__ (the hook runs inside it)
+            y = layer.forward(layer._prepare_input(arg), training=bool(training))
+            if layer.activity_regularizer is not None:
+                layer._activity_output = y if training else None
+        else:
+            y = layer(arg, training=training)
     finally:
         state.barrier, state.recording = barrier, tapes
-    multi_out = isinstance(y, (list, tuple))
-    if tapes:
-        if items is None:
-            inputs = (x if has_tensor else Tensor._wrap(arg),)
+    multi_out = type(y) is not np.ndarray and isinstance(y, (list, tuple))
+    if not tapes:
+        if not has_tensor:
+            return y
+        return [_wrap(v) for v in y] if multi_out else _wrap(y)
+    if items is None:
+        inputs = (x if has_tensor else _wrap(arg),)
+    else:
+        inputs = tuple([v if isinstance(v, Tensor) else _wrap(np.asarray(a)) for v, a in zip(items, arg)])
+    if layer.built:
+        info = _layer_info(layer)
+        node_inputs = inputs + info.variables
+    else:
+        info, node_inputs = None, inputs
+    if len(tapes) > 1:
+        recorders = [t for t in tapes if t._tracks_any(node_inputs)]
+    else:
+        tape = tapes[0]
+        if (info is not None and info.trainable and info.variables and tape.watch_accessed_variables
+                and tape._tensors.keys().isdisjoint(info.var_ids)):
+            # the layer's first call on this tape: its trainable weights are watched, all at once
+            tape._watch_all(info.var_ids, info.var_items, info.array_ids, info.array_items)
+            recorders = tapes
         else:
-            inputs = tuple([v if isinstance(v, Tensor) else Tensor._wrap(np.asarray(a)) for v, a in zip(items, arg)])
-        if layer.built:
-            info = _layer_info(layer)
-            node_inputs = inputs + info.variables
-        else:
-            info, node_inputs = None, inputs
-        if len(tapes) > 1:
-            recorders = [t for t in tapes if t._tracks_any(node_inputs)]
-        else:
-            tape = tapes[0]
-            if (info is not None and info.trainable and info.variables and tape.watch_accessed_variables
-                    and tape._tensors.keys().isdisjoint(info.var_ids)):
-                # the layer's first call on this tape: its trainable weights are watched, all at once
-                tape._watch_all(info.var_ids, info.var_items, info.array_ids, info.array_items)
-                recorders = tapes
-            else:
-                recorders = tapes if tape._tracks_any(node_inputs) else ()
-        if recorders:
-            node = _LayerNode(layer, info, training, inputs, items is not None, node_inputs, y, multi_out, recorders)
-            key = id(layer)
-            outs = node.outputs
-            for t in recorders:
-                nodes = t._nodes
-                node.index = len(nodes)
-                nodes.append(node)
-                known = t._tensors
-                for o in outs:
-                    known[id(o)] = o
-                calls = t._layer_calls
-                calls[key] = calls.get(key, 0) + 1
-                if layer._sublayers:  # their grads take part in this call too
-                    for sub in _all_layers(layer)[1:]:
-                        calls[id(sub)] = calls.get(id(sub), 0) + 1
-            return list(outs) if multi_out else outs[0]
-    if not has_tensor:
-        return y
-    return [Tensor._wrap(v) for v in y] if multi_out else Tensor._wrap(y)
+            recorders = tapes if tape._tracks_any(node_inputs) else ()
+    if not recorders:
+        if not has_tensor:
+            return y
+        return [_wrap(v) for v in y] if multi_out else _wrap(y)
+    node = _LayerNode(layer, info, training, inputs, items is not None, node_inputs, y, multi_out, len(recorders))
+    key = id(layer)
+    outs = node.outputs
+    sublayers = _all_layers(layer)[1:] if layer._sublayers else ()
+    for t in recorders:
+        nodes = t._nodes
+        node.index = len(nodes)
+        nodes.append(node)
+        known = t._tensors
+        for o in outs:
+            known[id(o)] = o
+        calls = t._layer_calls
+        calls[key] = calls.get(key, 0) + 1
+        for sub in sublayers:  # their grads take part in this call too
+            calls[id(sub)] = calls.get(id(sub), 0) + 1
+    return list(outs) if multi_out else outs[0]
 
 
 def _zero_once(layer, zeroed: set) -> None:
@@ -320,7 +343,6 @@ def _zero_once(layer, zeroed: set) -> None:
 
 
 _NOT_TRAINING = object()  # the saved values of a call made with training=False: none
-_wrap = Tensor._wrap
 
 
 class _LayerNode(ComputationNode):
@@ -332,24 +354,27 @@ class _LayerNode(ComputationNode):
     are made when asked for: most nodes are never displayed.)
     """
 
-    __slots__ = ("layer", "info", "saved", "n_in", "multi_in", "n_recorders")
+    __slots__ = ("layer", "info", "saved", "n_in", "multi_in", "n_recorders", "simple")
 
-    def __init__(self, layer, info, training, inputs, multi_in, node_inputs, y, multi_out, recorders):
+    def __init__(self, layer, info, training, inputs, multi_in, node_inputs, y, multi_out, n_recorders):
         self.inputs = node_inputs
         self.outputs = tuple([_wrap(v) for v in y]) if multi_out else (_wrap(y),)
         self._stamp = ASSIGNMENTS[0]
         self.index = -1
         self.layer = layer
         self.info = info
+        sublayers = layer._sublayers
         if not training:
             self.saved = _NOT_TRAINING
-        elif layer._sublayers:
+        elif sublayers:
             self.saved = tuple([(sub, sub._cache) for sub in _all_layers(layer)])
         else:
             self.saved = layer._cache
         self.n_in = len(inputs)
         self.multi_in = multi_in
-        self.n_recorders = len(recorders)
+        self.n_recorders = n_recorders
+        # one input, one output, no sublayers, a training call: _backward_into's short path
+        self.simple = bool(training) and not multi_in and not multi_out and not sublayers
 
     @property
     def op(self) -> str:
@@ -458,9 +483,12 @@ class _LayerNode(ComputationNode):
 
     def _backward_into(self, grads: tuple, needs, table: dict) -> None:
         """:meth:`backward`, adding the input gradients into the gradient table of ``_backprop``
-        (the common case written out: one input, one output, the layer's own gradient arrays)."""
-        if (_STATE.recording or self.multi_in or len(self.outputs) != 1 or self.layer._sublayers
-                or self.saved is _NOT_TRAINING or ASSIGNMENTS[0] != self._stamp):
+        (the common case written out: one input, one output, the layer's own gradient arrays).
+
+        When the call's input needs no gradient, the layer is told so around its backward
+        (``Layer._input_grad_needed = False``, as the model engine does for the layers that read
+        the model input): a layer may then skip computing it."""
+        if not self.simple or _STATE.recording or ASSIGNMENTS[0] != self._stamp:
             for t, g in zip(self.inputs, self.backward(grads, needs)):
                 if g is not None:
                     accumulate(table, t, g, self)
@@ -474,52 +502,64 @@ class _LayerNode(ComputationNode):
         elif not dy.flags.writeable:  # a shared seed: a backward may work in place
             dy = dy.copy()
         backprop = _STATE.backprop
-        key = id(layer)
-        if backprop is None or not backprop.replace:
-            alias = False
-        else:
+        info = self.info
+        if backprop.replace:
+            key = id(layer)
             zeroed = backprop.zeroed
             if key not in zeroed:  # this gradient computation sets the layer's grads
                 zeroed.add(key)
-                layer.zero_grad()
-            tape = backprop.tape
-            alias = self.n_recorders == 1 and not tape.persistent and tape._layer_calls.get(key) == 1
+                if info is not None and info.plain_zero:
+                    for g in layer._grads.values():
+                        g.fill(0)
+                else:
+                    layer.zero_grad()
+            # the only call of the layer, recorded by this tape alone, differentiated once: the
+            # backward adds into the (just zeroed) grads themselves, which are the gradients
+            alias = backprop.once and self.n_recorders == 1 and backprop.calls.get(key) == 1
+        else:
+            alias = False
+        skip_dx = not needs[0] and layer._input_grad_needed
         if not alias:
-            dx, params = self._pull_into_fresh(dy, needs)
-        else:  # the backward adds into the zeroed grads, which are the gradients
+            dx, params = self._pull_into_fresh(dy, needs, skip_dx)
+        else:
             state = _STATE
             barrier = state.barrier
             state.barrier = len(state.stack)
+            if skip_dx:
+                layer._input_grad_needed = False
             try:
                 dx = layer.backward(dy)
             finally:
                 state.barrier = barrier
+                if skip_dx:
+                    layer._input_grad_needed = True
             params = None
         inputs = self.inputs
-        if needs[0] and dx is not None:
+        if dx is not None and needs[0]:
             t = inputs[0]
-            if type(dx) is not np.ndarray or dx.shape != t._value.shape or dx.dtype is not t._value.dtype:
+            value = t._value
+            if type(dx) is not np.ndarray or dx.shape != value.shape or dx.dtype is not value.dtype:
                 accumulate(table, t, _wrap(dx), self)
             else:
                 k = id(t)
                 prev = table.get(k)
                 table[k] = _wrap(dx) if prev is None else _ops.add(prev, _wrap(dx))
+        if info is None:
+            return
         get = table.get
         if params is None:
-            for var, (owner, local), need in zip(inputs[1:], self.info.owners if self.info else (), needs[1:]):
+            for k, (owner, local), need in zip(info.var_ids, info.owners, needs[1:]):
                 if need:
-                    k = id(var)
                     prev = get(k)
                     g = _wrap(owner._grads[local])
                     table[k] = g if prev is None else _ops.add(prev, g)
         else:
-            for var, g in zip(inputs[1:], params):
+            for k, g in zip(info.var_ids, params):
                 if g is not None:
-                    k = id(var)
                     prev = get(k)
                     table[k] = _wrap(g) if prev is None else _ops.add(prev, _wrap(g))
 
-    def _pull_into_fresh(self, dy, needs):
+    def _pull_into_fresh(self, dy, needs, skip_dx=False):
         """The layer's backward with fresh zero arrays swapped in for the needed parameter
         gradients; they are then added (``+=``) to the layer's grads. Returns ``(dx, params)``."""
         layer = self.layer
@@ -532,11 +572,15 @@ class _LayerNode(ComputationNode):
         state = _STATE
         barrier = state.barrier
         state.barrier = len(state.stack)
+        if skip_dx:
+            layer._input_grad_needed = False
         mine = []
         try:
             dx = layer.backward(dy)
         finally:
             state.barrier = barrier
+            if skip_dx:
+                layer._input_grad_needed = True
             for owner, local, original in swapped:
                 mine.append(owner._grads[local])
                 owner._grads[local] = original

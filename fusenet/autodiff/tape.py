@@ -137,14 +137,18 @@ class _Backprop:
         replace: whether layer nodes set their layer's ``grads`` to this computation's gradient
             (:class:`GradientTape` by default) rather than add to them (a TapeLayer's own tape).
         zeroed: ids of the layers whose ``grads`` this computation already reset.
+        once: the tape is not persistent (this is its only gradient computation).
+        calls: the tape's ``id(layer) -> number of recorded calls``.
     """
 
-    __slots__ = ("tape", "replace", "zeroed")
+    __slots__ = ("tape", "replace", "zeroed", "once", "calls")
 
     def __init__(self, tape):
         self.tape = tape
         self.replace = tape._replace_layer_grads
         self.zeroed = set()
+        self.once = not tape.persistent
+        self.calls = tape._layer_calls
 
 
 # ---------------------------------------------------------------- nodes and recording
@@ -610,8 +614,9 @@ class GradientTape:
             )
         if isinstance(target, Tensor):
             targets = (target,)
-            if output_gradients is None and target._value.size == 1:  # the common case: a scalar loss
-                seeds = (_one(target._value.shape, target._value.dtype),)
+            value = target._value
+            if output_gradients is None and value.size == 1:  # the common case: a scalar loss
+                seeds = (_one(value.shape, value.dtype),)
             else:
                 seeds = self._seeds(targets, output_gradients, owner)
         else:
@@ -623,38 +628,44 @@ class GradientTape:
                     )
             seeds = self._seeds(targets, output_gradients, owner)
         leaves, rebuild = _flatten(sources, owner, "sources")
-        arrays = self._arrays
-        resolved = [arrays.get(id(s), ()) if type(s) is np.ndarray else self._resolve(s) for s in leaves]
-        was, self._recording = self._recording, False
-        _STATE.refresh()
+        get_array = self._arrays.get
+        resolved = [get_array(id(s), ()) if type(s) is np.ndarray else self._resolve(s) for s in leaves]
+        was = self._recording
+        if was:  # the VJPs below are not recorded on this tape (outer tapes may record them)
+            self._recording = False
+            _STATE.refresh()
         try:
             grads = _backprop(self, targets, seeds, [t for group in resolved for t in group])
         except BaseException:
-            self._recording = was
-            _STATE.refresh()
+            if was:
+                self._recording = was
+                _STATE.refresh()
             raise
         if self.persistent:
-            self._recording = was
+            if was:
+                self._recording = was
+                _STATE.refresh()
         else:  # release the graph; nothing more is recorded on this tape
             self._clear()
             self._released = True
-        _STATE.refresh()
-        results = []
         get = grads.get
-        for source, group in zip(leaves, resolved):
-            if len(group) == 1:
-                g = get(id(group[0]))
-            else:
-                g = None
-                for t in group:
-                    gt = get(id(t))
-                    if gt is not None:
-                        g = gt if g is None else _ops().add(g, gt)
-            if g is None and unconnected_gradients == "zero":
-                shape, dtype = (source.shape, source.dtype)
-                g = Tensor._wrap(np.zeros(shape, dtype=dtype if dtype.kind == "f" else np.float32))
-            results.append(g)
+        results = [get(id(group[0])) if len(group) == 1 else self._sum_group(group, get) for group in resolved]
+        if unconnected_gradients == "zero":
+            for i, (source, g) in enumerate(zip(leaves, results)):
+                if g is None:
+                    shape, dtype = (source.shape, source.dtype)
+                    results[i] = Tensor._wrap(np.zeros(shape, dtype=dtype if dtype.kind == "f" else np.float32))
         return rebuild(results)
+
+    @staticmethod
+    def _sum_group(group, get):
+        """The sum of the gradients of the tracked tensors standing for one source (``None`` if none)."""
+        g = None
+        for t in group:
+            gt = get(id(t))
+            if gt is not None:
+                g = gt if g is None else _ops().add(g, gt)
+        return g
 
     def _seeds(self, targets, output_gradients, owner):
         if output_gradients is None:
