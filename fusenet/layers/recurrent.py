@@ -153,19 +153,25 @@ class _RNNBase(Layer):
             xt[:, :, :in_dim] = xs
             xt[:, :, in_dim] = 1.0
             kernel = np.concatenate([kernel, bias[None, :]], axis=0)
-        G = xt.reshape(steps * batch, -1) @ kernel  # the one input GEMM, all time steps
-        H, saved = self._loop(G.reshape(steps, batch, -1), training)
+        H, last, saved = self._run(xt.reshape(steps * batch, -1), kernel, steps, batch, training)
         if self.return_sequences:
             out = np.ascontiguousarray(H[1:].transpose(1, 0, 2))
         else:
-            out = H[steps].copy()
+            out = last[0].copy()
         self._save_for_backward(training, xt, H, saved)
         if not self.return_state:
             return out
-        states = [H[steps].copy()]
-        if self._state_count == 2:
-            states.append(saved[1][steps].copy())
-        return [out, *states]
+        return [out, *(state.copy() for state in last)]
+
+    def _run(self, X, kernel, steps, batch, training):
+        """The input GEMM ``X @ kernel`` (``X``: ``(steps*batch, in[+1])``) and the time loop.
+
+        Returns ``(H, last_states, saved)``: ``H`` the ``(steps+1, batch, units)`` hidden states
+        (``H[0] = 0``), ``last_states`` the final ``[h]`` (``[h, c]`` for LSTM), ``saved`` what
+        ``_loop_backward`` needs."""
+        G = X @ kernel  # the one input GEMM, all time steps
+        H, saved = self._loop(G.reshape(steps, batch, -1), training)
+        return H, [H[steps]], saved
 
     # ------------------------------------------------------------ backward
     def _split_gradients(self, dy):
@@ -178,11 +184,20 @@ class _RNNBase(Layer):
             return dy[0], list(dy[1:])
         return dy, [None] * self._state_count
 
+    def _to_internal(self, w, scaled=False):
+        """A weight (columns in the Keras gate order) in the column order of the loop's gate
+        buffers (``scaled``: with the loop's column scaling). Identity here; LSTM reorders."""
+        return w
+
+    def _add_from_internal(self, target, grad):
+        """``target += grad`` with ``grad``'s columns in the loop's gate order (see ``_to_internal``)."""
+        target += grad
+
     def backward(self, dy):
         xt, H, saved = self._saved()
         steps, batch = xt.shape[:2]
         dout, dstates = self._split_gradients(dy)
-        dtype = H.dtype
+        dtype = xt.dtype
         dYt = None
         dh = np.zeros((batch, self.units), dtype=dtype)
         if dout is not None:
@@ -203,11 +218,12 @@ class _RNNBase(Layer):
         kernel = self._params["kernel"]
         in_dim = kernel.shape[0]
         grad = xt.reshape(steps * batch, -1).T @ dG2  # kernel (and input-bias) gradient: one GEMM
-        self._grads["kernel"] += grad[:in_dim]
+        self._add_from_internal(self._grads["kernel"], grad[:in_dim])
         if self.use_bias:
-            grad_bias = self._input_bias()[1]
-            grad_bias += grad[in_dim]
-        dx = (dG2 @ kernel.T).reshape(steps, batch, in_dim).transpose(1, 0, 2)
+            self._add_from_internal(self._input_bias()[1], grad[in_dim])
+        if not self._input_grad_needed:  # the engine says nobody reads the input gradient
+            return None
+        dx = (dG2 @ self._to_internal(kernel).T).reshape(steps, batch, in_dim).transpose(1, 0, 2)
         if self.go_backwards:
             dx = dx[:, ::-1]
         return np.ascontiguousarray(dx)
@@ -346,103 +362,128 @@ class LSTM(_RNNBase):
     def _fast_gates(self):
         """True for the default sigmoid/tanh cell: then sigmoid(z) = 0.5 + 0.5 * tanh(z / 2) lets ONE
         tanh over the whole contiguous ``(batch, 4*units)`` gate row serve all four gates, with the
-        i, f, o columns of the weights pre-scaled by 1/2."""
+        o, i, f columns of the weights pre-scaled by 1/2."""
         return self.recurrent_activation.fast == "sigmoid" and self.activation.fast == "tanh"
 
-    def _gate_scale(self, dtype):
+    def _to_internal(self, w, scaled=False):
+        """Columns reordered from the Keras gate order i, f, c, o to the loop's order **o, i, f, c**
+        (the three sigmoid gates contiguous, and the three gates that ``dc`` scales in backward
+        contiguous too); ``scaled``: the o, i, f columns halved (see ``_fast_gates``). A new
+        C-contiguous array."""
         u = self.units
-        scale = np.full(4 * u, 0.5, dtype=dtype)
-        scale[2 * u:3 * u] = 1.0
-        return scale
+        out = np.empty(w.shape, dtype=w.dtype)
+        if scaled:
+            np.multiply(w[..., 3 * u:], 0.5, out=out[..., :u])
+            np.multiply(w[..., :2 * u], 0.5, out=out[..., u:3 * u])
+            out[..., 3 * u:] = w[..., 2 * u:3 * u]
+        else:
+            out[..., :u] = w[..., 3 * u:]
+            out[..., u:] = w[..., :3 * u]
+        return out
+
+    def _add_from_internal(self, target, grad):
+        u = self.units
+        target[..., 3 * u:] += grad[..., :u]
+        target[..., :3 * u] += grad[..., u:]
 
     def _input_weights(self):
         kernel, bias = super()._input_weights()
-        if self._fast_gates():
-            scale = self._gate_scale(kernel.dtype)
-            kernel = kernel * scale
-            bias = bias * scale if bias is not None else None
-        return kernel, bias
+        fast = self._fast_gates()
+        return (self._to_internal(kernel, fast),
+                None if bias is None else self._to_internal(bias, fast))
 
-    def _loop(self, G, training):
-        steps, batch, _ = G.shape
+    def _run(self, X, kernel, steps, batch, training):
+        """The time loop. Gate buffers hold the columns in the order o, i, f, c (``_to_internal``).
+
+        The input projection is computed chunk by chunk (about 1 MB of gate rows at a time) just
+        before the loop reaches it, so each step's gate row is still in cache. In inference without
+        ``return_sequences`` only the running ``h`` and ``c`` are kept; in training the gates
+        (after activation), ``c_t``, ``act(c_t)`` and ``h_t`` of every step are kept for backward."""
         u = self.units
-        R = self._params["recurrent_kernel"]
         act, rec = self.activation, self.recurrent_activation
         fast = self._fast_gates()
-        if fast:
-            R = R * self._gate_scale(R.dtype)
-        dtype = G.dtype
-        H = np.empty((steps + 1, batch, u), dtype=dtype)
-        C = np.empty((steps + 1, batch, u), dtype=dtype)
+        R = self._to_internal(self._params["recurrent_kernel"], fast)
+        dtype = X.dtype
+        keep = training or self.return_sequences
+        chunk = max(1, (1 << 20) // (batch * 4 * u * dtype.itemsize))
+        G = np.empty((steps if training else min(chunk, steps), batch, 4 * u), dtype=dtype)
+        n_states = steps + 1 if keep else 1
+        H = np.empty((n_states, batch, u), dtype=dtype)
+        C = np.empty((n_states, batch, u), dtype=dtype) if training else np.empty((1, batch, u), dtype=dtype)
         H[0] = 0.0
         C[0] = 0.0
-        TC = np.empty((steps, batch, u), dtype=dtype)  # act(c_t)
+        TC = np.empty((steps if training else 1, batch, u), dtype=dtype)  # act(c_t)
         Z = np.empty_like(G) if (act.needs_input or rec.needs_input) and training else None
         tmp = np.empty((batch, 4 * u), dtype=dtype)
         tmpu = np.empty((batch, u), dtype=dtype)
+        s3 = 3 * u
         for t in range(steps):
-            g = G[t]
-            np.matmul(H[t], R, out=tmp)
+            k = t if training else t % chunk  # this step's row of G
+            if t % chunk == 0:  # project the next chunk of steps
+                n = min(chunk, steps - t)
+                np.matmul(X[t * batch:(t + n) * batch], kernel, out=G[k:k + n].reshape(n * batch, 4 * u))
+            g = G[k]
+            hp, hn = (t, t + 1) if keep else (0, 0)
+            cp, cn = (t, t + 1) if training else (0, 0)
+            tc = TC[t if training else 0]
+            np.matmul(H[hp], R, out=tmp)
             g += tmp
             if Z is not None:
                 np.copyto(Z[t], g)
-            gv = g.reshape(batch, 4, u)
-            if fast:
+            if fast:  # tanh over the whole row; o, i, f: 0.5 + 0.5 * tanh(z / 2)
                 np.tanh(g, out=g)
-                for block in (gv[:, 0:2], gv[:, 3]):  # i, f and o: 0.5 + 0.5 * tanh(z / 2)
-                    block *= 0.5
-                    block += 0.5
+                s = g[:, :s3]
+                s *= 0.5
+                s += 0.5
             else:
-                rec.apply(gv[:, 0:2], out=gv[:, 0:2])  # i, f
-                act.apply(gv[:, 2], out=gv[:, 2])  # candidate
-                rec.apply(gv[:, 3], out=gv[:, 3])  # o
-            c = C[t + 1]
-            np.multiply(gv[:, 1], C[t], out=c)
-            np.multiply(gv[:, 0], gv[:, 2], out=tmpu)
+                rec.apply(g[:, :s3], out=g[:, :s3])
+                act.apply(g[:, s3:], out=g[:, s3:])
+            c = C[cn]
+            np.multiply(g[:, 2 * u:s3], C[cp], out=c)  # f * c_{t-1}
+            np.multiply(g[:, u:2 * u], g[:, s3:], out=tmpu)  # i * candidate
             c += tmpu
-            act.apply(c, out=TC[t])
-            np.multiply(gv[:, 3], TC[t], out=H[t + 1])
-        return H, (G, C, TC, Z)
+            act.apply(c, out=tc)
+            np.multiply(g[:, :u], tc, out=H[hn])  # o * act(c_t)
+        last = [H[-1], C[-1]]
+        if not training:
+            return (H if keep else None), last, None
+        return H, last, (G, C, TC, Z)
 
     def _loop_backward(self, H, saved, dYt, dh, dc):
         G, C, TC, Z = saved
         steps, batch, _ = G.shape
-        u = self.units
+        u, s3 = self.units, 3 * self.units
         act, rec = self.activation, self.recurrent_activation
-        RT = np.ascontiguousarray(self._params["recurrent_kernel"].T)
-        fast = self._fast_gates()
+        RT = np.ascontiguousarray(self._to_internal(self._params["recurrent_kernel"]).T)
         dG = np.empty_like(G)
         tmpu = np.empty((batch, u), dtype=G.dtype)
         for t in range(steps - 1, -1, -1):
             if dYt is not None:
                 dh += dYt[t]
-            gv = G[t].reshape(batch, 4, u)
-            zv = Z[t].reshape(batch, 4, u) if Z is not None else gv
-            dv = dG[t].reshape(batch, 4, u)
-            i, f, g, o = gv[:, 0], gv[:, 1], gv[:, 2], gv[:, 3]
+            g, d = G[t], dG[t]
+            z = Z[t] if Z is not None else g
+            o, i, f, cand = g[:, :u], g[:, u:2 * u], g[:, 2 * u:s3], g[:, s3:]
+            do = d[:, :u]
             # dc += dh * o * act'(c_t)
             act.derivative(C[t + 1], TC[t], out=tmpu)
             tmpu *= o
             tmpu *= dh
             dc += tmpu
-            # gate derivatives times what each gate multiplies
-            if fast:  # y * (1 - y) over the whole contiguous row, then the tanh block
-                np.subtract(1.0, G[t], out=dG[t])
-                dG[t] *= G[t]
-                act.derivative(None, g, out=dv[:, 2])
-            else:
-                rec.derivative(zv[:, 0:2], gv[:, 0:2], out=dv[:, 0:2])
-                act.derivative(zv[:, 2], g, out=dv[:, 2])
-                rec.derivative(zv[:, 3], o, out=dv[:, 3])
-            dv[:, 0] *= g
-            dv[:, 1] *= C[t]
-            dv[:, 2] *= i
-            dv[:, 3] *= TC[t]
-            dv[:, 0:3] *= dc[:, None, :]
-            dv[:, 3] *= dh
+            # gate derivatives times what each gate multiplies, then times dc (i, f, c) or dh (o)
+            rec.derivative(z[:, :s3], g[:, :s3], out=d[:, :s3])
+            act.derivative(z[:, s3:], cand, out=d[:, s3:])
+            do *= TC[t]
+            do *= dh
+            d[:, u:2 * u] *= cand
+            d[:, 2 * u:s3] *= C[t]
+            d[:, s3:] *= i
+            dv = d.reshape(batch, 4, u)
+            dv[:, 1:] *= dc[:, None, :]
             dc *= f
-            np.matmul(dG[t], RT, out=dh)
-        self._recurrent_grad(H, dG, self._grads["recurrent_kernel"])
+            np.matmul(d, RT, out=dh)
+        gR = np.zeros((u, 4 * u), dtype=G.dtype)
+        self._recurrent_grad(H, dG, gR)
+        self._add_from_internal(self._grads["recurrent_kernel"], gR)
         return dG
 
     def get_config(self):
