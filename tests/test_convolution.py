@@ -13,6 +13,7 @@ import pytest
 from fusenet import layers
 from fusenet.errors import BackwardBeforeForwardError
 from fusenet.layers import _conv_ops as ops
+from fusenet.layers import _conv_taps_ops as taps_ops
 from tests.contract import LayerCase
 from tests.gradcheck import check_layer_gradients
 from tests.parity import check_layer_parity, requires_torch, torch
@@ -261,6 +262,79 @@ def test_parity_through_small_chunks(monkeypatch, rng, dtype, make, shape, torch
     for budget in (64, 4000):
         monkeypatch.setattr(ops, "CHUNK_BYTES", budget)
         check_layer_parity(make(dtype), rng.normal(size=shape).astype(dtype), torch_fn, dtype=dtype)
+
+
+# ---------------------------------------------------------------- per-tap GEMM path (stride 1, 16+ channels)
+TAP_CASES = [
+    (lambda dt: layers.Conv2D(5, 3, padding="same", dtype=dt), (3, 5, 4, 16), (1, 1), (1, 1), "same"),
+    (lambda dt: layers.Conv2D(4, (3, 2), dilation_rate=2, use_bias=False, dtype=dt), (2, 7, 5, 16), (1, 1), (2, 2),
+     "valid"),
+    (lambda dt: layers.Conv2D(3, 2, padding="same", activation="tanh", dtype=dt), (2, 5, 4, 17), (1, 1), (1, 1), "same"),
+    (lambda dt: layers.Conv1D(4, 3, padding="causal", dilation_rate=2, dtype=dt), (3, 12, 16), (1,), (2,), "causal"),
+    (lambda dt: layers.Conv3D(3, 2, padding="same", dtype=dt), (2, 3, 3, 4, 16), (1, 1, 1), (1, 1, 1), "same"),
+]
+
+
+@pytest.fixture
+def tap_path(monkeypatch):
+    """Small inputs through the per-tap GEMMs: any waste accepted, blocks of one or two samples."""
+    monkeypatch.setattr(taps_ops, "MAX_WASTE", 100.0)
+    monkeypatch.setattr(taps_ops, "BLOCK_ROWS", 100)
+
+
+@pytest.mark.parametrize("make, shape, strides, dil, padding", TAP_CASES, ids=[f"t{i}" for i in range(len(TAP_CASES))])
+def test_tap_path_gradients_float64(tap_path, rng, make, shape, strides, dil, padding):
+    layer = make(np.float64)
+    layer(np.zeros(shape))
+    assert taps_ops.use_taps(layer._geometry(shape), 1, shape[-1], np.float64)
+    check_layer_gradients(layer, rng.normal(size=shape))
+
+
+@requires_torch
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("make, shape, strides, dil, padding", TAP_CASES, ids=[f"t{i}" for i in range(len(TAP_CASES))])
+def test_tap_path_parity(tap_path, rng, dtype, make, shape, strides, dil, padding):
+    layer = make(dtype)
+    act = {"tanh": torch.tanh}.get(layer.activation.name, lambda t: t) if torch is not None else None
+    check_layer_parity(layer, rng.normal(size=shape).astype(dtype),
+                       lambda t, p: act(torch_conv(t, p["kernel"], p.get("bias"), strides, dil, padding)), dtype=dtype)
+
+
+def test_tap_path_equals_im2col_path(tap_path, rng, monkeypatch):
+    """The per-tap GEMMs and im2col compute the same convolution (forward, input and kernel gradients)."""
+    x = rng.normal(size=(3, 7, 6, 16))
+    k = rng.normal(size=(3, 3, 16, 5))
+    b = rng.normal(size=5)
+    for padding in ("same", "valid"):
+        geom = ops.conv_geometry((7, 6), (3, 3), (1, 1), (1, 1), padding)
+        xp = ops.pad_input(x, geom)
+        dy = rng.normal(size=(3,) + geom.out_sizes + (5,))
+        y = ops.conv_forward(x, k, geom, bias=b)
+        dx, dk = ops.conv_backward(xp, dy, k, geom)
+        monkeypatch.setattr(taps_ops, "MIN_CHANNELS", 17)  # im2col from here on
+        np.testing.assert_allclose(y, ops.conv_forward(x, k, geom, bias=b), rtol=1e-12, atol=1e-12)
+        ref_dx, ref_dk = ops.conv_backward(xp, dy, k, geom)
+        np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dk, ref_dk, rtol=1e-12, atol=1e-12)
+        monkeypatch.setattr(taps_ops, "MIN_CHANNELS", 16)
+
+
+@pytest.mark.parametrize("channels", [2, 16])
+def test_input_gradient_skipped_when_not_needed(tap_path, rng, channels):
+    """``_input_grad_needed = False`` (the engine sets it on the layer reading a model's input): ``backward``
+    returns ``None`` and the parameter gradients are unchanged."""
+    x = rng.normal(size=(2, 5, 6, channels))
+    layer = layers.Conv2D(3, 3, padding="same")
+    y = layer(x, training=True)
+    dy = rng.normal(size=y.shape)
+    layer.backward(dy)
+    grads = {k: v.copy() for k, v in layer.grads.items()}
+    layer.zero_grad()
+    layer(x, training=True)
+    layer._input_grad_needed = False
+    assert layer.backward(dy) is None
+    for name, value in grads.items():
+        np.testing.assert_allclose(layer.grads[name], value, rtol=1e-12)
 
 
 # ---------------------------------------------------------------- behaviour

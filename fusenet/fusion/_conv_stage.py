@@ -47,7 +47,8 @@ from ..layers.convolution import Conv1D, Conv2D, Conv3D, DepthwiseConv2D, Separa
 from ..layers.core import Dense
 from ..layers.normalization import BatchNormalization
 from .dense import activation_of, is_plain_relu
-from ._conv_taps import conv_infer, tap_conv_input_grad, use_taps
+from ..layers._conv_taps_ops import use_taps
+from ._conv_taps import conv_infer
 from .folding import fold_batchnorm
 
 __all__ = []  # private module
@@ -213,7 +214,7 @@ class StageCache:
     norm: Norm | None
     pre: np.ndarray | None  # activation input rows (only for activations other than ReLU)
     post: np.ndarray | None  # activation output rows
-    taps: bool = False  # the input gradient runs as per-tap GEMMs
+    taps: bool = False  # the convolution runs as per-tap GEMMs
 
 
 # ---------------------------------------------------------------- the stage
@@ -254,8 +255,8 @@ class ConvStage:
         xv, geom, groups = op.prepare(x)
         xv = np.ascontiguousarray(xv)
         xp = ops.pad_input(xv, geom)
-        # the unfused conv's arithmetic (im2col GEMMs), so that BN sees the very same z; only the
-        # input gradient of the backward runs as per-tap GEMMs (no dcol buffer, no col2im)
+        # the unfused conv's arithmetic (per-tap GEMMs or im2col GEMMs, as conv_forward decides), so
+        # that BN sees the very same z
         zc = op.forward(xv, geom, groups, xp)
         taps = use_taps(geom, groups, xv.shape[-1], xv.dtype)
         z = op.restore(zc, x.shape)
@@ -321,16 +322,18 @@ class ConvStage:
         return Norm(chan, inv, bn.trainable), y2
 
     # ------------------------------------------------------------ training backward
-    def backward(self, dy: np.ndarray, cache: StageCache, own: bool = False, inner: bool = False) -> np.ndarray:
+    def backward(self, dy: np.ndarray, cache: StageCache, own: bool = False, inner: bool = False,
+                 need_dx: bool = True):
         """``dx`` from ``dy`` (the stage output's gradient); adds every parameter gradient.
 
         ``own=True`` lets the stage overwrite ``dy`` (its one gradient buffer); otherwise the
         buffer is allocated once (when an activation or BN needs it). ``inner=True``: ``dx`` feeds
-        another stage of the same fused layer (see :meth:`conv_backward`).
+        another stage of the same fused layer (see :meth:`conv_backward`). ``need_dx=False``: the
+        input gradient is not wanted (the layer reads a model's input); returns ``None``.
         """
         dy2 = as_rows(np.ascontiguousarray(dy, dtype=cache.xp.dtype))
         g2, own = activation_grad(self.act, cache.pre, cache.post, dy2, own)
-        return self.conv_backward(self.bn_backward(g2, cache, own), cache, inner)
+        return self.conv_backward(self.bn_backward(g2, cache, own), cache, inner, need_dx=need_dx)
 
     def bn_backward(self, g2: np.ndarray, cache: StageCache, own: bool) -> np.ndarray:
         """``dz`` from ``g`` (the gradient after the activation), BN grads added; in place when ``own``.
@@ -363,22 +366,20 @@ class ConvStage:
                 ob += c
         return out
 
-    def conv_backward(self, dz2: np.ndarray, cache: StageCache, inner: bool = False) -> np.ndarray:
+    def conv_backward(self, dz2: np.ndarray, cache: StageCache, inner: bool = False, need_dx: bool = True):
         """``dx`` of the convolution from ``dz`` (rows); adds the kernel and bias gradients.
 
-        The kernel gradient is the unfused conv's (im2col GEMMs). The input gradient runs as per-tap
-        GEMMs where :func:`use_taps` says so, unless ``inner``: a ``dx`` that feeds another stage of the
-        same layer (a BatchNormalization backward, whose batch sums spread any rounding difference over
-        every element) keeps the unfused arithmetic.
+        The arithmetic of the unfused conv (:func:`~fusenet.layers._conv_ops.conv_backward`: the kernel
+        gradient as im2col GEMMs, the input gradient of stride-1 convs with 16+ channels as per-tap
+        GEMMs), so that a ``dx`` feeding a BatchNormalization backward (whose batch sums spread any
+        rounding difference over every element) is the unfused one bit for bit. ``need_dx=False``
+        skips the input gradient and returns ``None``. ``inner`` is accepted for the callers and
+        changes nothing.
         """
-        dz, kernel = dz2.reshape(cache.conv_shape), self.op.kernel()
-        if cache.taps and not inner:
-            _, dk = self.op.backward(cache.xp, dz, cache.geom, cache.groups, need_dx=False)
-            dx = tap_conv_input_grad(dz, kernel, cache.geom, cache.x_shape)
-        else:
-            dx, dk = self.op.backward(cache.xp, dz, cache.geom, cache.groups)
+        dz = dz2.reshape(cache.conv_shape)
+        dx, dk = self.op.backward(cache.xp, dz, cache.geom, cache.groups, need_dx=need_dx)
         self.op.add_grads(dk, dz2)
-        return dx.reshape(cache.x_shape)
+        return None if dx is None else dx.reshape(cache.x_shape)
 
 
 def activation_grad(act, pre, post, dy2: np.ndarray, own: bool):

@@ -46,6 +46,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
+from .._blas import GEMM_DTYPES, gemm
+from . import _conv_taps_ops as taps_ops
+
 __all__ = [
     "CHUNK_BYTES",
     "ConvGeometry",
@@ -66,6 +69,8 @@ __all__ = [
 
 #: target size in bytes of the im2col buffer of one chunk (a few MB: within L2/L3 reach)
 CHUNK_BYTES = 6 << 20
+#: the same for the backward (the kernel gradient's ``col`` is written then read once: keep it in L2)
+BACKWARD_CHUNK_BYTES = 1 << 20
 
 
 # ---------------------------------------------------------------- geometry
@@ -371,8 +376,11 @@ def _gemm(col2: np.ndarray, w: np.ndarray, out2: np.ndarray) -> None:
 
 
 def _gemm_weight_grad(col2: np.ndarray, dy2: np.ndarray, dw: np.ndarray) -> None:
-    """``dw[g] += col2[:, g, :]^T @ dy2[:, g, :]`` for every group."""
-    if dw.shape[0] == 1:
+    """``dw[g] += col2[:, g, :]^T @ dy2[:, g, :]`` for every group (in place, without a temporary, for
+    one group in float32/float64)."""
+    if dw.shape[0] == 1 and dw.dtype in GEMM_DTYPES:
+        gemm(col2[:, 0], dy2[:, 0], dw[0], 1.0, trans_a=True)
+    elif dw.shape[0] == 1:
         dw[0] += col2[:, 0].T @ dy2[:, 0]
     else:
         dw += np.matmul(col2.transpose(1, 2, 0), dy2.transpose(1, 0, 2))
@@ -404,6 +412,8 @@ def conv_forward(x: np.ndarray, kernel: np.ndarray, geom: ConvGeometry, groups: 
         if epilogue is not None:
             epilogue(y)
         return y
+    if taps_ops.use_taps(geom, groups, channels, x.dtype):
+        return taps_ops.tap_forward(xp, kernel, geom, bias=bias, epilogue=epilogue)
     y = np.empty((batch,) + geom.out_sizes + (filters,), dtype=x.dtype)
     w = _kernel_gemm(kernel, groups)
     ck = w.shape[1]
@@ -451,7 +461,13 @@ def conv_backward(xp: np.ndarray, dy: np.ndarray, kernel: np.ndarray, geom: Conv
     taps = geom.taps
     ck = taps * cg
     pointwise = _is_pointwise(geom)
-    budget = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    budget = BACKWARD_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    tap_dx = None
+    if need_dx and taps_ops.use_taps(geom, groups, channels, dy.dtype):
+        tap_dx = taps_ops.tap_input_grad(dy, kernel, geom)
+        need_dx = False
+        if not need_dkernel:
+            return tap_dx, None
     row_bytes = _row_bytes(geom, channels, dy.dtype.itemsize)
     chunks = list(_chunks(batch, geom, row_bytes, budget))
     by_rows = any(r1 - r0 != geom.out_sizes[0] for _, _, r0, r1 in chunks)
@@ -490,7 +506,7 @@ def conv_backward(xp: np.ndarray, dy: np.ndarray, kernel: np.ndarray, geom: Conv
             dcol = dcol.reshape((taps, n1 - n0, r1 - r0) + geom.out_sizes[1:] + (channels,))
             col2im(dcol, dx[n0:n1], geom, rows=(r0, r1), assign_tap=assign)
     dkernel = _kernel_from_gemm(dw, kernel.shape) if need_dkernel else None
-    return dx, dkernel
+    return (dx if tap_dx is None else tap_dx), dkernel
 
 
 def conv_transpose_forward(x: np.ndarray, kernel: np.ndarray, geom: ConvGeometry, bias=None,

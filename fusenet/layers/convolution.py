@@ -13,7 +13,8 @@ Output size per spatial axis (``eff = (kernel_size - 1) * dilation_rate + 1``):
 (``"same"`` pads ``max((out - 1) * strides + eff - in, 0)`` zeros, the extra one at the end;
 ``"causal"`` pads ``eff - 1`` zeros at the start). The arithmetic lives in
 :mod:`fusenet.layers._conv_ops` (im2col + one GEMM per cache-sized chunk and group, col2im with one
-strided ``+=`` per kernel tap).
+strided ``+=`` per kernel tap; stride-1 convolutions with 16+ input channels run their forward and
+input gradient as one accumulating GEMM per kernel tap, :mod:`fusenet.layers._conv_taps_ops`).
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ class _Conv(Layer):
         xp, geom, z, y = self._saved()
         dz = dy if z is None else self.activation.backward(z, y, dy)
         dz = np.asarray(dz, dtype=xp.dtype)
-        dx, dk = ops.conv_backward(xp, dz, self._params["kernel"], geom, self.groups)
+        # the engine clears _input_grad_needed on the layer reading a model's input (dx goes nowhere)
+        dx, dk = ops.conv_backward(xp, dz, self._params["kernel"], geom, self.groups, need_dx=self._input_grad_needed)
         self._grads["kernel"] += dk
         if self.use_bias:
             self._grads["bias"] += _sum_but_last(dz)
