@@ -34,6 +34,7 @@ from ..layers.core import Dense
 from ..layers.normalization import LayerNormalization, _reduce_sum, _reduce_sum_prod
 from ..utils import check_numeric, result_dtype
 from . import _transformer_ops as ops
+from ._parallel import run_chunks
 from .base import FusedLayer
 from .dense import activation_of
 
@@ -426,15 +427,18 @@ class FusedMultiHeadAttention(FusedLayer):
         return y.reshape(batch, steps, -1)
 
     def _inference(self, x):
-        """Chunks of whole sequences (about ``INFERENCE_CHUNK_ROWS`` rows): packed QKV GEMM, attention,
-        output GEMM written into the chunk's rows of the output."""
+        """Chunks of whole sequences (about ``INFERENCE_CHUNK_ROWS`` rows, run side by side on the
+        BLAS threads' cores): packed QKV GEMM, attention, output GEMM written into the chunk's rows
+        of the output."""
         mha = self.mha
         kernel, bias, w_out, b_out = self.folded()
         batch, steps, d = x.shape
         x2 = x.reshape(-1, d)
         y = np.empty((batch * steps, w_out.shape[1]), dtype=x.dtype)
         per_chunk = max(1, self.INFERENCE_CHUNK_ROWS // max(steps, 1))
-        for first in range(0, batch, per_chunk):
+
+        def chunk(i):
+            first = i * per_chunk
             n = min(per_chunk, batch - first)
             rows = slice(first * steps, (first + n) * steps)
             proj = _gemm(x2[rows], kernel, bias).reshape(n, steps, -1)
@@ -442,6 +446,8 @@ class FusedMultiHeadAttention(FusedLayer):
             out = np.matmul(ctx, w_out, out=y[rows])
             if b_out is not None:
                 out += b_out
+
+        run_chunks(chunk, -(-batch // per_chunk))
         return y.reshape(batch, steps, -1)
 
     def backward(self, dy):
@@ -559,7 +565,8 @@ class FusedTransformerEncoderBlock(FusedLayer):
     def _inference(self, x):
         """The whole block on chunks of whole sequences (about :data:`INFERENCE_CHUNK_ROWS` rows each),
         so that every intermediate array of a chunk stays in the cache; each chunk is written into
-        its rows of the output."""
+        its rows of the output, and the chunks run side by side on the BLAS threads' cores
+        (:func:`~fusenet.fusion._parallel.run_chunks`)."""
         mha, norm1, _, norm2, dense1, _, _ = self._parts()
         kernel, bias, w_out, b_out, w1, b1, w2, b2 = self.folded()
         fn = dense1.activation
@@ -567,11 +574,14 @@ class FusedTransformerEncoderBlock(FusedLayer):
         x2 = x.reshape(-1, d)
         y = np.empty((batch * steps, w2.shape[1]), dtype=x.dtype)
         per_chunk = max(1, self.INFERENCE_CHUNK_ROWS // max(steps, 1))
-        for first in range(0, batch, per_chunk):
+        norm_first = self.block.norm_first
+
+        def chunk(i):
+            first = i * per_chunk
             n = min(per_chunk, batch - first)
             rows = slice(first * steps, (first + n) * steps)
             xc, out = x2[rows], y[rows]
-            if self.block.norm_first:
+            if norm_first:
                 xhat1, _ = ops.standardize_rows(xc, norm1.epsilon, norm1.rms_scaling)
                 ctx, _ = self._attention(mha, xhat1, kernel, bias, n, steps)       # LN1 folded into the kernel
                 x1 = _gemm(ctx, w_out, b_out)
@@ -589,6 +599,8 @@ class FusedTransformerEncoderBlock(FusedLayer):
                 y_chunk, _ = _skip_ln_forward(hidden, w2, b2, x1, None, norm2, training=False, out=out)
                 if y_chunk is not out:  # rms_scaling: standardised out of place
                     out[...] = y_chunk
+
+        run_chunks(chunk, -(-batch // per_chunk))
         return y.reshape(batch, steps, -1)
 
     def backward(self, dy):
