@@ -9,7 +9,8 @@ from ..layers.merging import Add
 from .base import FusedLayer
 from .dense import activation_of
 from ._conv_stage import act_epilogue, activation_grad, add_and_activate, as_rows, parse_stages
-from ._conv_taps import bordered, bordered_taps, conv_blocks, tap_conv_bordered
+from ._conv_taps import (_add_bias, bordered, bordered_taps, bordered_workspace, conv_blocks, s2d_conv_bordered,
+                         s2d_pointwise_term, s2d_taps, space_to_depth, tap_conv_bordered)
 
 __all__ = ["FusedResidualConvBlock", "residual_block_problem"]
 
@@ -84,17 +85,57 @@ class FusedResidualConvBlock(FusedLayer):
             raise ValueError(f"{self.describe()}: the body gives shape {tuple(y_shape)} but the shortcut gives "
                              f"{tuple(s_shape)}; Add needs equal shapes.")
 
+    def _first_infer(self, x, kernel, bias):
+        """``(h, grid)``: the body's first stage at inference (``h`` in a zero-bordered scratch buffer
+        where the tap paths apply) and the space-to-depth grid of ``x`` when that stage is a
+        stride-2 convolution run on it (``None`` otherwise)."""
+        first = self.body[0]
+        if first.op.kind != "conv":
+            return first.infer(x, kernel, bias), None
+        xv, geom, groups = first.op.prepare(x)
+        channels, dtype = xv.shape[-1], xv.dtype
+        act = act_epilogue(first.act)
+        shape = (xv.shape[0],) + tuple(geom.out_sizes) + (kernel.shape[-1],)
+        if s2d_taps(geom, groups, channels, dtype):
+            grid = space_to_depth(xv, geom)
+            buffer, _ = bordered_workspace("residual_h", shape, dtype)
+            return s2d_conv_bordered(xv, kernel, geom, bias=bias, epilogue=act, grid=grid, buffer=buffer), grid
+        if bordered_taps(geom, groups, channels, dtype):
+            buffer, _ = bordered_workspace("residual_h", shape, dtype)
+            return tap_conv_bordered(xv, kernel, geom, bias=bias, epilogue=act, buffer=buffer), None
+        return first.infer(x, kernel, bias), None
+
+    def _projection_term(self, x, grid, first_geom, out_shape, folded):
+        """The 1x1 stride-2 projection shortcut as one more GEMM term of the second convolution, on the
+        space-to-depth grid of the first (``(term, bias)``), or ``None`` when it does not fit."""
+        op = self.shortcut[0].op
+        if grid is None or op.kind != "conv":
+            return None
+        xv, geom, groups = op.prepare(x)
+        kernel, bias = folded[2]
+        if groups != 1 or tuple(out_shape) != (x.shape[0],) + tuple(geom.out_sizes) + (kernel.shape[-1],):
+            return None
+        term = s2d_pointwise_term(grid, geom, first_geom, kernel, x.dtype)
+        return None if term is None else (term, bias)
+
     def _inference(self, x):
         folded = self.folded()
-        first, second = self.body
-        s = self._shortcut_infer(x, folded)
-        h = first.infer(x, *folded[0])
+        second = self.body[1]
+        h, grid = self._first_infer(x, *folded[0])
         hv, geom, groups = second.op.prepare(h)
         kernel, bias = folded[1]
         out_shape = (h.shape[0],) + geom.out_sizes + (kernel.shape[-1],)
-        self._check_merge(out_shape, s.shape)
         act = act_epilogue(self.act)
-        if bordered_taps(geom, groups, hv.shape[-1], hv.dtype):
+        taps = bordered_taps(geom, groups, hv.shape[-1], hv.dtype)
+        if taps and self.shortcut and grid is not None:
+            projection = self._projection_term(x, grid, self.body[0].op.prepare(x)[1], out_shape, folded)
+            if projection is not None:  # the shortcut GEMM accumulates into the second conv's blocks
+                term, short_bias = projection
+                return tap_conv_bordered(hv, kernel, geom, bias=_add_bias(bias, short_bias), epilogue=act,
+                                         extra=(term,))
+        s = self._shortcut_infer(x, folded)
+        self._check_merge(out_shape, s.shape)
+        if taps:
             # the second conv writes into a zero-bordered buffer; bias, shortcut and activation per block
             return tap_conv_bordered(hv, kernel, geom, bias=bias, epilogue=act, addend=s)
         _, y = bordered(out_shape, h.dtype)  # the next block's padded input

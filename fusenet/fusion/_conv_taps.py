@@ -34,13 +34,18 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import weakref
 
 import numpy as np
-from .._blas import GEMM_DTYPES, gemm
+from numpy.lib.stride_tricks import as_strided
+
+from .._blas import _CBLAS, GEMM_DTYPES, gemm, numpy_gemm
 from ..layers import _conv_ops as ops
 
 __all__ = []  # private module
+
+_ROW_MAJOR, _NO_TRANS = 101, 111
 
 #: target number of output rows (positions of the padded grid) per block of samples
 BLOCK_ROWS = 8192
@@ -114,6 +119,97 @@ def _offsets(geom, spans):
     return [sum(k * d * p for k, d, p in zip(tap, geom.dilations, pitch)) for tap in taps], pitch
 
 
+# ---------------------------------------------------------------- accumulating GEMMs on row-offset views
+class TapGemms:
+    """A sum of GEMMs on row-offset views of row matrices, run one block of rows at a time:
+
+        out = sum_t src_t[q0 + off_t : q1 + off_t, col_t : col_t + K_t] @ w_t        (w_t: (K_t, F))
+
+    On NumPy's own BLAS the calls go straight to ``cblas_?gemm`` with pointers computed once per
+    tap (the checks of :func:`~fusenet._blas.gemm` cost about 3x the call itself, and a 3x3
+    convolution makes a few hundred calls); otherwise through :func:`~fusenet._blas.gemm`.
+    """
+
+    def __init__(self, filters: int, dtype):
+        self.filters, self.dtype = filters, np.dtype(dtype)
+        self.item = self.dtype.itemsize
+        self.fn = _CBLAS.get(self.dtype) if gemm is numpy_gemm else None
+        self.taps = []
+        self.limit = None  # largest q1 that keeps every view inside its source
+
+    def add(self, src: np.ndarray, off: int, w: np.ndarray, col: int = 0) -> None:
+        """One more term: rows ``q + off`` of ``src[:, col:col + w.shape[0]]`` times ``w``."""
+        w = np.ascontiguousarray(w, dtype=self.dtype)
+        k = w.shape[0]
+        view = src[:, col:col + k]
+        if src.dtype != self.dtype or view.shape[1] != k or (view.strides[1] != self.item and k > 1) or off < 0:
+            raise ValueError(f"TapGemms: a {self.dtype} source of at least {col + k} unit-stride columns and a "
+                             f"non-negative offset expected; received {src.dtype} {src.shape}, offset {off}")
+        lda = max(view.strides[0] // self.item, k, 1)
+        ptr = view.ctypes.data if self.fn is not None else 0
+        self.taps.append((view, off, w, ptr, lda, k, w.ctypes.data))
+        stop = src.shape[0] - off
+        self.limit = stop if self.limit is None else min(self.limit, stop)
+
+    def run(self, q0: int, q1: int, out: np.ndarray, beta: float = 0.0) -> None:
+        """``out = beta * out + sum_t ...`` over rows ``q0:q1`` (``out``: ``(q1 - q0, F)``, unit column stride)."""
+        m = q1 - q0
+        if m <= 0:
+            return
+        if q0 < 0 or q1 > self.limit or out.shape != (m, self.filters):
+            raise ValueError(f"TapGemms: rows {q0}:{q1} into {out.shape} exceed the sources ({self.limit} rows)")
+        fn = self.fn
+        if fn is None or (out.strides[1] != self.item and self.filters > 1):
+            for t, (view, off, w, *_) in enumerate(self.taps):
+                gemm(view[q0 + off:q1 + off], w, out, beta if t == 0 else 1.0)
+            return
+        item, f = self.item, self.filters
+        pc, ldc = out.ctypes.data, max(out.strides[0] // item, f, 1)
+        for t, (_, off, _, pa, lda, k, pw) in enumerate(self.taps):
+            fn(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, f, k, 1.0, pa + (q0 + off) * lda * item, lda, pw, f,
+               beta if t == 0 else 1.0, pc, ldc)
+
+
+# ---------------------------------------------------------------- reusable workspaces
+_WORK = threading.local()
+#: most workspaces kept per thread (all dropped when more are asked for)
+MAX_WORKSPACES = 24
+
+
+def workspace(key, shape, dtype, zero: bool = False) -> np.ndarray:
+    """A scratch array of ``shape`` kept per thread under ``key`` and handed out again on the next call
+    with the same key (never returned to callers of the fused layers: their inputs and scratch
+    only). ``zero=True``: zeroed when made (callers that write the same positions on every call
+    rely on the others staying zero, so ``key`` must fix the written positions)."""
+    cache = getattr(_WORK, "cache", None)
+    if cache is None:
+        cache = _WORK.cache = {}
+    full = (key, tuple(shape), np.dtype(dtype).str, zero)
+    buf = cache.get(full)
+    if buf is None:
+        if len(cache) >= MAX_WORKSPACES:
+            cache.clear()
+        buf = cache[full] = (np.zeros if zero else np.empty)(shape, dtype=dtype)
+    return buf
+
+
+def bordered_workspace(key, shape, dtype):
+    """``(buffer, interior)`` as :func:`bordered` (border not zeroed), but a :func:`workspace`: for
+    zero-bordered intermediates that do not leave a fused layer."""
+    rank = len(shape) - 2
+    full = (shape[0],) + tuple(s + 2 for s in shape[1:-1]) + (shape[-1],)
+    buffer = workspace(("bordered", key), full, dtype)
+    _BORDERED[id(buffer)] = buffer
+    return buffer, buffer[(slice(None),) + (slice(1, -1),) * rank]
+
+
+def _kernel_taps(kernel: np.ndarray, dtype) -> np.ndarray:
+    """The kernel ``(*K, C, F)`` as ``(taps, C, F)`` in ``dtype`` (contiguous)."""
+    k = np.ascontiguousarray(kernel, dtype=dtype)
+    return k.reshape((-1,) + k.shape[-2:])
+
+
+# ---------------------------------------------------------------- the stride-1 tap convolution
 def tap_conv(x: np.ndarray, kernel: np.ndarray, geom, finish, xp=None, block_rows: int | None = None) -> None:
     """Run the convolution of ``x`` (``(n, *in_sizes, C)``) with ``kernel`` (``(*K, C, F)``) by blocks of
     samples, calling ``finish(valid, n0, n1)`` with ``valid`` the outputs of samples ``n0:n1``
@@ -127,16 +223,16 @@ def tap_conv(x: np.ndarray, kernel: np.ndarray, geom, finish, xp=None, block_row
     rows_x = xp.reshape(n * per_sample, channels)
     offsets, _ = _offsets(geom, spans)
     last_row = n * per_sample - max(offsets)  # rows past this would read past the input (never valid outputs)
-    w = np.ascontiguousarray(kernel.astype(x.dtype, copy=False)).reshape(len(offsets), channels, filters)
+    gemms = TapGemms(filters, x.dtype)
+    for off, w in zip(offsets, _kernel_taps(kernel, x.dtype)):
+        gemms.add(rows_x, off, w)
     step = max(1, (BLOCK_ROWS if block_rows is None else block_rows) // per_sample)
-    buf = np.empty((min(step, n) * per_sample, filters), dtype=x.dtype)
+    buf = workspace("tap_conv", (min(step, n) * per_sample, filters), x.dtype)
     valid_index = (slice(None),) + tuple(slice(0, o) for o in geom.out_sizes)
     for n0 in range(0, n, step):
         n1 = min(n0 + step, n)
         q0, q1 = n0 * per_sample, min(n1 * per_sample, last_row)
-        out = buf[:q1 - q0]
-        for t, off in enumerate(offsets):
-            gemm(rows_x[q0 + off:q1 + off], w[t], out, 0.0 if t == 0 else 1.0)
+        gemms.run(q0, q1, buf[:q1 - q0])
         block = buf[:(n1 - n0) * per_sample].reshape((n1 - n0,) + spans + (filters,))
         finish(block[valid_index], n0, n1)
 
@@ -169,40 +265,75 @@ def bordered_taps(geom, groups: int, channels: int, dtype) -> bool:
     return BORDERED and use_taps(geom, groups, channels, dtype) and writes_bordered(geom)
 
 
-def tap_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilogue=None, addend=None) -> np.ndarray:
+def _grid(n: int, out_sizes):
+    """``(spans, total, pitch, lead)`` of the zero-bordered grid of ``out_sizes`` (one position more on each side)."""
+    spans = tuple(o + 2 for o in out_sizes)
+    pitch = [math.prod(spans[a + 1:]) for a in range(len(spans))]
+    return spans, n * math.prod(spans), pitch, sum(pitch)
+
+
+def bordered_gemms(gemms: TapGemms, n: int, out_sizes, max_off: int, bias=None, epilogue=None, add_rows=None,
+                   buffer=None) -> np.ndarray:
+    """Run ``gemms`` over the zero-bordered grid of ``out_sizes`` (rows of the grid ``(n, *(out + 2))``,
+    the valid output ``o`` at grid row ``q`` written to buffer row ``q + lead``, ``lead`` the flat
+    index of position ``(1, ..., 1)``), with per block of rows in cache: ``+ bias``, ``+ add_rows``
+    (rows of a zero-bordered buffer of the same grid) and ``epilogue`` in place; then zero the
+    border. ``max_off``: the largest row offset of the terms (at most ``2 * lead``). Returns the
+    interior ``(n, *out_sizes, F)`` of ``buffer`` (a new :func:`bordered` buffer by default)."""
+    filters, dtype = gemms.filters, gemms.dtype
+    spans, total, _, lead = _grid(n, out_sizes)
+    if buffer is None:
+        buffer, interior = bordered((n,) + tuple(out_sizes) + (filters,), dtype, zero=False)
+    else:
+        interior = buffer[(slice(None),) + (slice(1, -1),) * len(spans)]
+    rows_y = buffer.reshape(total, filters)
+    last_row = total - max(max_off, lead)
+    for q0 in range(0, last_row, BLOCK_ROWS):
+        q1 = min(q0 + BLOCK_ROWS, last_row)
+        out = rows_y[q0 + lead:q1 + lead]
+        gemms.run(q0, q1, out)
+        if bias is not None:
+            out += bias
+        if add_rows is not None:
+            out += add_rows[q0 + lead:q1 + lead]
+        if epilogue is not None:
+            epilogue(out)
+    zero_border(buffer)  # the positions computed past the output size, and the rows never written
+    return interior
+
+
+def _add_bias(a, b):
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def tap_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilogue=None, addend=None,
+                      extra=(), buffer=None) -> np.ndarray:
     """:func:`tap_conv_forward` for :func:`writes_bordered` geometries: the GEMMs write straight into a
     zero-bordered buffer (bias, ``addend`` and epilogue per block of rows in cache); returns its interior.
 
     ``addend``: ``None``, or an array of the output's shape added before the epilogue (the shortcut of
     a residual block): row by row in cache when it is itself a zero-bordered interior, else in one
-    pass after the GEMMs (then the epilogue too).
+    pass after the GEMMs (then the epilogue too). ``extra``: more GEMM terms ``(src, off, w, col)``
+    on rows of the same grid (a projection shortcut, see :func:`TapGemms.add`). ``buffer``: the
+    zero-bordered buffer to write (a :func:`workspace`), else a new one.
     """
     n, channels, filters = x.shape[0], x.shape[-1], kernel.shape[-1]
     xp = np.ascontiguousarray(padded_input(x, geom))
     spans = xp.shape[1:-1]
-    total = n * math.prod(spans)
-    rows_x = xp.reshape(total, channels)
-    offsets, pitch = _offsets(geom, spans)
-    lead = sum(pitch)  # output position o is buffer position o + 1 on every axis
-    last_row = total - max(offsets)
-    w = np.ascontiguousarray(kernel.astype(x.dtype, copy=False)).reshape(len(offsets), channels, filters)
-    buffer, interior = bordered((n,) + tuple(geom.out_sizes) + (filters,), x.dtype, zero=False)
-    rows_y = buffer.reshape(total, filters)
+    rows_x = xp.reshape(n * math.prod(spans), channels)
+    offsets, _ = _offsets(geom, spans)
+    gemms = TapGemms(filters, x.dtype)
+    for off, w in zip(offsets, _kernel_taps(kernel, x.dtype)):
+        gemms.add(rows_x, off, w)
+    for src, off, w, col in extra:
+        gemms.add(src, off, w, col)
     add_base = None if addend is None else bordered_base(addend)
-    rows_add = None if add_base is None else add_base.reshape(total, filters)
-    late = addend is not None and rows_add is None  # the addend does not share the layout: after the GEMMs
-    for q0 in range(0, last_row, BLOCK_ROWS):
-        q1 = min(q0 + BLOCK_ROWS, last_row)
-        out = rows_y[q0 + lead:q1 + lead]
-        for t, off in enumerate(offsets):
-            gemm(rows_x[q0 + off:q1 + off], w[t], out, 0.0 if t == 0 else 1.0)
-        if bias is not None:
-            out += bias
-        if rows_add is not None:
-            out += rows_add[q0 + lead:q1 + lead]
-        if epilogue is not None and not late:
-            epilogue(out)
-    zero_border(buffer)  # the positions computed past the output size, and the rows never written
+    add_rows = None if add_base is None else add_base.reshape(-1, filters)
+    late = addend is not None and add_rows is None  # the addend does not share the layout: after the GEMMs
+    interior = bordered_gemms(gemms, n, geom.out_sizes, max(offsets), bias=bias,
+                              epilogue=None if late else epilogue, add_rows=add_rows, buffer=buffer)
     if late:
         interior += addend
         if epilogue is not None:
@@ -210,13 +341,187 @@ def tap_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilog
     return interior
 
 
+# ---------------------------------------------------------------- stride 2: space-to-depth
+def s2d_taps(geom, groups: int, channels: int, dtype) -> bool:
+    """Whether a stride-2 convolution runs as :func:`s2d_conv_bordered`: groups 1, strides 2 and
+    dilations 1 on every axis, kernels of 2 to 6 taps, 16+ channels, a GEMM dtype, and a grid of at
+    most :data:`MAX_WASTE` positions per output (measured: on 8x8 outputs, 1.56, im2col is faster)."""
+    return (BORDERED and groups == 1 and np.dtype(dtype) in GEMM_DTYPES and channels >= MIN_CHANNELS
+            and all(s == 2 for s in geom.strides) and all(d == 1 for d in geom.dilations)
+            and all(2 <= k <= 6 for k in geom.kernel_sizes)
+            and math.prod(o + 2 for o in geom.out_sizes) <= MAX_WASTE * math.prod(geom.out_sizes))
+
+
+def space_to_depth(x: np.ndarray, geom) -> np.ndarray:
+    """The input of a stride-2 convolution as the grid ``(n, *(out + 2), *(2,) * rank, C)``:
+    ``g[n, a, p, c] = xpad[n, 2a + p, c]`` with ``xpad`` the zero-padded input (``pad_before`` zeros
+    first); positions outside the input are zero. A :func:`workspace` (zeroed once: every call
+    writes the same positions)."""
+    n, channels, rank = x.shape[0], x.shape[-1], geom.rank
+    spans = tuple(o + 2 for o in geom.out_sizes)
+    shape = (n,) + spans + (2,) * rank + (channels,)
+    grid = workspace(("s2d", x.shape, geom.pad_before), shape, x.dtype, zero=True)
+    for phases in itertools.product((0, 1), repeat=rank):
+        dst, src = [slice(None)], [slice(None)]
+        for a, p in enumerate(phases):
+            pb, size = geom.pad_before[a], geom.in_sizes[a]
+            a0 = max(0, (pb - p + 1) // 2)  # the first a with 2a + p - pb >= 0
+            i0 = 2 * a0 + p - pb
+            count = min(len(range(i0, size, 2)), spans[a] - a0)
+            if count <= 0:
+                break
+            dst.append(slice(a0, a0 + count))
+            src.append(slice(i0, i0 + 2 * count - 1, 2))
+        else:
+            grid[tuple(dst) + phases] = x[tuple(src)]
+    return grid
+
+
+#: fill a gap of at most this many zero phase blocks to make one GEMM of two (stride-2 convolutions)
+S2D_GAP = 1
+
+
+def _s2d_terms(kernel: np.ndarray, geom, dtype, pitch):
+    """``[(off, col_block, w)]``: the stride-2 kernel as GEMMs on the space-to-depth grid. Tap ``k`` on an
+    axis is shift ``k // 2`` and phase ``k % 2``; the taps of one shift whose phase blocks (row-major
+    over the phases) are contiguous share one GEMM with the kernels stacked (gaps of at most
+    :data:`S2D_GAP` blocks filled with zeros)."""
+    rank = geom.rank
+    channels, filters = kernel.shape[-2:]
+    kernel = np.asarray(kernel, dtype=dtype)
+    terms = []
+    for shift in itertools.product(*(range((k + 1) // 2) for k in geom.kernel_sizes)):
+        blocks = {}
+        for b, phases in enumerate(itertools.product((0, 1), repeat=rank)):
+            tap = tuple(2 * s + p for s, p in zip(shift, phases))
+            if all(t < k for t, k in zip(tap, geom.kernel_sizes)):
+                blocks[b] = kernel[tap]
+        order = sorted(blocks)
+        runs = [[order[0]]]
+        for b in order[1:]:
+            if b - runs[-1][-1] - 1 <= S2D_GAP:
+                runs[-1].append(b)
+            else:
+                runs.append([b])
+        off = sum(s * p for s, p in zip(shift, pitch))
+        for run in runs:
+            zero = np.zeros((channels, filters), dtype=dtype)
+            w = np.concatenate([blocks.get(b, zero) for b in range(run[0], run[-1] + 1)], axis=0)
+            terms.append((off, run[0], w))
+    return terms
+
+
+def s2d_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilogue=None, grid=None,
+                      buffer=None) -> np.ndarray:
+    """A stride-2 convolution (:func:`s2d_taps`) as a stride-1 convolution over the space-to-depth grid
+    (:func:`space_to_depth`, ``2^rank * C`` channels, pass ``grid`` when already made) with the kernel
+    rearranged into ``ceil(k / 2)`` shifts per axis: accumulating GEMMs on row-offset views of the
+    grid (no im2col) written straight into a zero-bordered output buffer (:func:`bordered_gemms`)."""
+    n, channels, filters = x.shape[0], x.shape[-1], kernel.shape[-1]
+    if grid is None:
+        grid = space_to_depth(x, geom)
+    spans, total, pitch, _ = _grid(n, geom.out_sizes)
+    rows = grid.reshape(total, -1)
+    gemms = TapGemms(filters, x.dtype)
+    max_off = 0
+    for off, block, w in _s2d_terms(kernel, geom, x.dtype, pitch):
+        gemms.add(rows, off, w, block * channels)
+        max_off = max(max_off, off)
+    return bordered_gemms(gemms, n, geom.out_sizes, max_off, bias=bias, epilogue=epilogue, buffer=buffer)
+
+
+def s2d_pointwise_term(grid: np.ndarray, geom, conv_geom, kernel: np.ndarray, dtype):
+    """The GEMM term ``(src, off, w, col)`` (for :func:`tap_conv_bordered`'s ``extra``) of a 1x1 stride-2
+    convolution (``geom``) whose input is already on the space-to-depth grid of the stride-2
+    convolution ``conv_geom`` of the same input and output size; ``None`` when it does not fit."""
+    rank = geom.rank
+    if (geom.kernel_sizes != (1,) * rank or geom.strides != (2,) * rank or geom.out_sizes != conv_geom.out_sizes
+            or geom.in_sizes != conv_geom.in_sizes):
+        return None
+    # output o reads x[2o - pb_s] = grid[a, p] with 2a + p - pb = 2o - pb_s: a = o + e // 2, p = e % 2
+    e = [pb - ps for pb, ps in zip(conv_geom.pad_before, geom.pad_before)]
+    if any(v < 0 or v > 2 for v in e):
+        return None
+    n = grid.shape[0]
+    spans, total, pitch, _ = _grid(n, geom.out_sizes)
+    channels = kernel.shape[-2]
+    block = int(np.ravel_multi_index(tuple(v % 2 for v in e), (2,) * rank))
+    off = sum((v // 2) * p for v, p in zip(e, pitch))
+    w = np.ascontiguousarray(kernel, dtype=dtype).reshape(channels, -1)
+    return grid.reshape(total, -1), off, w, block * channels
+
+
+# ---------------------------------------------------------------- few input channels: im2col per block
+#: most im2col columns (taps * channels) for the narrow-input path
+NARROW_COLUMNS = 256
+
+
+def narrow_taps(geom, groups: int, channels: int, dtype) -> bool:
+    """Whether a stride-1 convolution with few input channels (the 3-channel stem) runs as
+    :func:`narrow_conv_bordered`: groups 1, fewer than :data:`MIN_CHANNELS` channels, a
+    :func:`writes_bordered` geometry."""
+    return (BORDERED and groups == 1 and np.dtype(dtype) in GEMM_DTYPES and channels < MIN_CHANNELS
+            and all(s == 1 for s in geom.strides) and geom.taps * channels <= NARROW_COLUMNS
+            and geom.taps > 1 and writes_bordered(geom))
+
+
+def narrow_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilogue=None) -> np.ndarray:
+    """A stride-1 convolution of few input channels into a zero-bordered buffer: per block of rows of
+    the padded grid, the patches are gathered (one strided copy, ``prod(K) * C`` columns, in cache)
+    and multiplied by the kernel in one GEMM written straight into the buffer."""
+    n, channels, filters = x.shape[0], x.shape[-1], kernel.shape[-1]
+    xp = np.ascontiguousarray(padded_input(x, geom))
+    spans = xp.shape[1:-1]
+    total = n * math.prod(spans)
+    offsets, pitch = _offsets(geom, spans)
+    max_off = max(offsets)
+    item = xp.itemsize
+    k, d = geom.kernel_sizes, geom.dilations
+    # patches[q, t_0, ..., t_last, c] = xp_rows[q + sum t_a d_a pitch_a, c]; the last tap axis and the
+    # channels merge into one contiguous run when its dilation is 1
+    if d[-1] == 1:
+        inner, inner_strides = (k[-1] * channels,), (item,)
+    else:
+        inner, inner_strides = (k[-1], channels), (d[-1] * pitch[-1] * channels * item, item)
+    shape = (total - max_off,) + tuple(k[:-1]) + inner
+    strides = (channels * item,) + tuple(da * pa * channels * item for da, pa in zip(d[:-1], pitch[:-1])) + inner_strides
+    patches = as_strided(xp.reshape(-1), shape=shape, strides=strides, writeable=False)
+    cols = workspace("narrow", (BLOCK_ROWS, geom.taps * channels), x.dtype)
+    w = np.ascontiguousarray(kernel, dtype=x.dtype).reshape(geom.taps * channels, filters)
+
+    buffer, interior = bordered((n,) + tuple(geom.out_sizes) + (filters,), x.dtype, zero=False)
+    _, _, _, lead = _grid(n, geom.out_sizes)
+    rows_y = buffer.reshape(total, filters)
+    last_row = total - max(max_off, lead)
+    gemms = TapGemms(filters, x.dtype)
+    gemms.add(cols, 0, w)
+    for q0 in range(0, last_row, BLOCK_ROWS):
+        q1 = min(q0 + BLOCK_ROWS, last_row)
+        m = q1 - q0
+        np.copyto(cols[:m].reshape((m,) + shape[1:]), patches[q0:q1])
+        out = rows_y[q0 + lead:q1 + lead]
+        gemms.run(0, m, out)
+        if bias is not None:
+            out += bias
+        if epilogue is not None:
+            epilogue(out)
+    zero_border(buffer)
+    return interior
+
+
 def conv_infer(x: np.ndarray, kernel: np.ndarray, geom, groups: int = 1, bias=None, epilogue=None) -> np.ndarray:
-    """``epilogue(conv(x) + bias)`` (epilogue in place, per block in cache): by :func:`tap_conv_bordered`
-    or :func:`tap_conv_forward` where :func:`use_taps` says so, else by
-    :func:`~fusenet.layers._conv_ops.conv_forward` (on the bordered buffer of ``x`` when it fits)."""
-    if bordered_taps(geom, groups, x.shape[-1], x.dtype):
+    """``epilogue(conv(x) + bias)`` (epilogue in place, per block in cache): by :func:`tap_conv_bordered`,
+    :func:`s2d_conv_bordered`, :func:`narrow_conv_bordered` or :func:`tap_conv_forward` where they
+    apply, else by :func:`~fusenet.layers._conv_ops.conv_forward` (on the bordered buffer of ``x``
+    when it fits)."""
+    channels, dtype = x.shape[-1], x.dtype
+    if bordered_taps(geom, groups, channels, dtype):
         return tap_conv_bordered(x, kernel, geom, bias=bias, epilogue=epilogue)
-    if use_taps(geom, groups, x.shape[-1], x.dtype):
+    if s2d_taps(geom, groups, channels, dtype):
+        return s2d_conv_bordered(x, kernel, geom, bias=bias, epilogue=epilogue)
+    if narrow_taps(geom, groups, channels, dtype):
+        return narrow_conv_bordered(x, kernel, geom, bias=bias, epilogue=epilogue)
+    if use_taps(geom, groups, channels, dtype):
         return tap_conv_forward(x, kernel, geom, bias=bias, epilogue=epilogue)
     return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue, xp=padded_input(x, geom))
 
