@@ -26,8 +26,8 @@ import numpy as np
 from ..losses.base import Loss
 from ..utils import check_numeric
 from . import ops
-from .tape import _STATE, ComputationNode, GradientTape, accumulate, non_differentiable
-from .tensor import Tensor
+from .tape import _STATE, ComputationNode, GradientTape, accumulate, is_seed, non_differentiable
+from .tensor import ASSIGNMENTS, Tensor
 
 __all__ = ["TapeLoss", "call_loss"]
 
@@ -163,7 +163,6 @@ def call_loss(loss, y_true, y_pred, sample_weight=None) -> Tensor:
         dtype = np.dtype(np.float32)
     if type(grad) is not np.ndarray or grad.dtype != dtype:
         grad = np.asarray(grad, dtype=dtype)
-    name = getattr(loss, "name", type(loss).__name__)
     out = Tensor._wrap(np.asarray(value, dtype=dtype))
     tapes = _STATE.recording
     if tapes:
@@ -171,17 +170,38 @@ def call_loss(loss, y_true, y_pred, sample_weight=None) -> Tensor:
         for tape in tapes:
             if tape._tracks_any((yp,)):
                 if node is None:
-                    node = _LossNode(f"loss:{name}", (yp,), (out,), None, None)
-                    node.loss, node.grad = loss, grad
+                    node = _LossNode(loss, grad, yp, out)
+                else:
+                    node.n_recorders += 1
                 tape._add(node)
     return out
 
 
 class _LossNode(ComputationNode):
-    """A fusenet loss on a tape: its gradient is ``g * loss.gradient(...)``, computed when recorded."""
+    """A fusenet loss on a tape: its gradient is ``g * loss.gradient(...)``, computed when recorded.
 
-    __slots__ = ("loss", "grad")
+    (``op`` and ``attrs`` are made when asked for: most nodes are never displayed.)"""
+
+    __slots__ = ("loss", "grad", "n_recorders")
     _adds_into_grads = True
+
+    def __init__(self, loss, grad, yp, out):
+        self.inputs = (yp,)
+        self.outputs = (out,)
+        self._vjp = None
+        self._stamp = ASSIGNMENTS[0]
+        self.index = -1
+        self.loss = loss
+        self.grad = grad
+        self.n_recorders = 1
+
+    @property
+    def op(self) -> str:
+        return f"loss:{getattr(self.loss, 'name', type(self.loss).__name__)}"
+
+    @property
+    def attrs(self) -> dict:
+        return {}
 
     def backward(self, grads: tuple, needs) -> tuple:
         g = grads[0]
@@ -198,6 +218,11 @@ class _LossNode(ComputationNode):
         return tuple(non_differentiable(f"backward:{self.op[5:]}", [g._value * self.grad], (g,) + self.inputs, reason))
 
     def _backward_into(self, grads: tuple, needs, table: dict) -> None:
-        (g,) = self.backward(grads, needs)
+        if needs[0] and is_seed(grads[0]) and not _STATE.recording and self.n_recorders == 1 and _STATE.backprop.once:
+            # d(loss)/d(loss) = 1 and this is the node's only gradient computation: the loss's own
+            # gradient array is the gradient (nothing reads it again)
+            g = Tensor._wrap(self.grad)
+        else:
+            (g,) = self.backward(grads, needs)
         if g is not None:
             accumulate(table, self.inputs[0], g, self)

@@ -422,7 +422,7 @@ class GradientTape:
                  "_released", "_nodes", "_tensors", "_watched", "_layer_calls", "_arrays", "__weakref__")
 
     def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True):
-        if not isinstance(persistent, (bool, np.bool_)):
+        if type(persistent) is not bool and not isinstance(persistent, (bool, np.bool_)):
             raise TypeError(f"GradientTape: expected persistent to be True or False. Received: persistent={persistent!r}")
         self.persistent = bool(persistent)
         self.watch_accessed_variables = bool(watch_accessed_variables)
@@ -449,26 +449,38 @@ class GradientTape:
             raise TapeUsageError("GradientTape: this non-persistent tape has been used; create a new tape to record again.")
         self._entered = True
         self._recording = True
-        _STATE.stack.append(self)
-        _STATE.refresh()
-        _STATE.open_scope()
+        state = _STATE
+        stack = state.stack
+        stack.append(self)
+        if len(stack) - state.barrier == 1:  # the only tape above the barrier (see _State.refresh)
+            state.recording = (self,)
+        else:
+            state.refresh()
+        state.scopes += 1
+        if state.scopes == 1:
+            for start, _ in state.hooks:
+                start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         self._recording = False
         self._entered = False
-        stack = _STATE.stack
-        if stack[-1] is self:
+        state = _STATE
+        stack = state.stack
+        if stack and stack[-1] is self:
             stack.pop()
         else:
             for i in range(len(stack) - 1, -1, -1):
                 if stack[i] is self:
                     del stack[i]
                     break
-        if _STATE.barrier > len(stack):
-            _STATE.barrier = len(stack)
-        _STATE.refresh()
-        _STATE.close_scope()
+        if state.barrier > len(stack):
+            state.barrier = len(stack)
+        if len(stack) == state.barrier:
+            state.recording = ()
+        else:
+            state.refresh()
+        state.close_scope()
         return False
 
     @contextlib.contextmanager
@@ -705,6 +717,7 @@ class GradientTape:
 
 
 _ONES: dict = {}
+_SEED_IDS: set = set()  # ids of the Tensors in _ONES (kept alive there)
 
 
 def _one(shape, dtype) -> Tensor:
@@ -716,7 +729,13 @@ def _one(shape, dtype) -> Tensor:
         arr = np.ones(shape, dtype=dtype if dtype.kind == "f" else np.float32)
         arr.flags.writeable = False
         seed = _ONES[key] = Tensor._wrap(arr)
+        _SEED_IDS.add(id(seed))
     return seed
+
+
+def is_seed(g: Tensor) -> bool:
+    """Whether ``g`` is the shared seed of a scalar target (a gradient of exactly one)."""
+    return id(g) in _SEED_IDS
 
 
 def _grad_dtype(t: Tensor):

@@ -70,6 +70,18 @@ def _to_array(value, dtype, owner: str) -> np.ndarray:
     return arr
 
 
+_new_object = object.__new__
+
+
+def _wrap(value) -> "Tensor":
+    """A Tensor around an operation's result (no checks; NumPy scalars become 0-d arrays). A plain
+    function (``Tensor._wrap`` is this one): it runs for every recorded value."""
+    t = _new_object(Tensor)
+    t._value = value if type(value) is np.ndarray else np.asarray(value)
+    t.name = None
+    return t
+
+
 def _plain(x):
     """The array behind a Tensor; anything else unchanged."""
     return x._value if isinstance(x, Tensor) else x
@@ -95,14 +107,6 @@ class Tensor:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}: expected name to be a string or None. Received: name={name!r}")
         self.name = name
-
-    @classmethod
-    def _wrap(cls, value) -> "Tensor":
-        """A Tensor around an operation's result (no checks; NumPy scalars become 0-d arrays)."""
-        t = object.__new__(Tensor)
-        t._value = value if type(value) is np.ndarray else np.asarray(value)
-        t.name = None
-        return t
 
     # ------------------------------------------------------------ array facts
     @property
@@ -285,6 +289,10 @@ class Tensor:
         if "out" in kwargs:
             kwargs["out"] = tuple(_plain(x) for x in kwargs["out"])
         return getattr(ufunc, method)(*inputs, **kwargs)
+
+
+#: ``Tensor._wrap(value)``: a Tensor around an operation's result, without checks (see :func:`_wrap`)
+Tensor._wrap = staticmethod(_wrap)
 
 
 class Variable(Tensor):
