@@ -274,6 +274,42 @@ def test_liveness_reuses_arrays_in_place_and_elides_padding(rng):
         _assert_close(compiled(x), model(x), "float32")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("which", ["small_cnn", "functional_resnet"])
+def test_runs_of_per_sample_steps_go_over_the_batch_in_chunks(rng, monkeypatch, which, dtype):
+    from fusenet.graph import _codegen
+
+    before = floatx()
+    set_floatx(dtype)
+    try:
+        model = _with_statistics(small_cnn() if which == "small_cnn" else functional_resnet(dtype), rng)
+    finally:
+        set_floatx(before)
+    shape = (12, 12, 3) if which == "small_cnn" else (8, 8, 3)
+    x = rng.normal(size=(6,) + shape).astype(dtype)
+    model(x)
+    untiled = graph.compile(model)
+    expected = untiled(x)
+    plan = untiled._last_plan.inference
+    assert plan.segments and all(seg.chunk(6) == 6 for seg in plan.segments)  # everything fits: one chunk
+    monkeypatch.setattr(_codegen, "TILE_BYTES", max(seg.per_sample for seg in plan.segments) * 3)
+    compiled = graph.compile(model)
+    for _ in range(2):  # the second call through the same arrays
+        _assert_close(compiled(x), model(x), dtype)
+        _assert_close(compiled(x), expected, dtype)
+        x = rng.normal(size=x.shape).astype(dtype)
+        expected = untiled(x)
+    plan = compiled._last_plan.inference
+    seg = plan.segments[0]
+    assert seg.chunk(6) == 3 and seg.chunk(5) == 5 and seg.chunk(7) == 7  # a divisor, or no tiling
+    memory = plan.function(6).memory
+    inner = [memory.arrays[k] for k in seg.internal if k in memory.arrays]
+    assert inner and all(a.shape[0] == 3 for a in inner)  # made and read inside the run: one chunk's worth
+    if which == "small_cnn":  # (the runs of the ResNet hold more chunk arrays at once than it saves at 2 chunks)
+        assert compiled.buffer_nbytes(x) < untiled.buffer_nbytes(x)
+    assert "_chunks:" in compiled.code
+
+
 def test_dynamic_batch_binds_each_batch_size_once(rng):
     model = _with_statistics(small_cnn(), rng)
     compiled = graph.compile(model, dynamic_batch=True)

@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from ._lowering import Tensor, internal_tensors, lower_node
+from ._lowering import AddStep, AffineStep, ConvStep, MaxPoolStep, ReluStep, Tensor, internal_tensors, lower_node
 from ._memory import MemoryPlan
 from ._program import _direct_ok
 
@@ -67,13 +67,74 @@ def _own(value, storages):
     return value
 
 
+# ---------------------------------------------------------------- tiled segments
+#: the steps that work sample by sample into planned arrays, so that a run of them can go over the batch in chunks
+_TILEABLE = (ConvStep, ReluStep, AffineStep, MaxPoolStep, AddStep)
+#: the bytes per chunk of a tiled run (its stages and the tensors it makes): well inside the 4 MB L2 of a core
+TILE_BYTES = 3 << 20
+
+
+class _Segment:
+    """A run of at least two per-sample steps ``start..stop`` (step indices) of an inference plan, run chunk by
+    chunk over the batch. ``internal``: the tensors made and read only inside it (sized for one chunk when
+    tiled); ``names``: the loop variables (``_n0, _n1``, the bound objects of its steps, the aliases of the arrays
+    it touches), ``slices``: ``(alias, name)`` of the inputs that are not planned arrays (sliced per chunk);
+    ``per_sample``: the bytes per sample one of its steps works on (its stage, inputs and outputs: for the
+    chunk size)."""
+
+    def __init__(self, plan, start, stop):
+        self.start, self.stop = start, stop
+        steps = plan.steps[start:stop + 1]
+        made = {k for step in steps for k in step.outputs}
+        outside = {k for i, step in enumerate(plan.steps) if not start <= i <= stop for k in step.inputs}
+        outside |= set(plan.output_keys)
+        self.internal = {k for k in made if k not in outside}
+        self.keys = []
+        for step in steps:
+            for k in list(step.inputs) + list(step.outputs):
+                if k not in self.keys:
+                    self.keys.append(k)
+        per_sample = 0  # the largest working set of one step: its stage, inputs and outputs
+        for step in steps:
+            size = sum(plan.tensors[k].nbytes(1) for k in list(step.inputs) + list(step.outputs))
+            if step.stage is not None:
+                size += int(np.prod(step.stage.shape(1))) * plan.tensors[step.inputs[0]].dtype.itemsize
+            per_sample = max(per_sample, size)
+        self.per_sample = per_sample
+        self.alias, self.slices, self.names = {}, [], []
+
+    def chunk(self, batch) -> int:
+        """Samples per chunk at ``batch``: the largest divisor of ``batch`` within :data:`TILE_BYTES`
+        (``batch`` itself -- no tiling -- when everything fits, or when only small divisors would)."""
+        fit = max(1, TILE_BYTES // max(1, self.per_sample))
+        if fit >= batch:
+            return batch
+        best = max(d for d in range(1, fit + 1) if batch % d == 0)
+        return best if best * 2 > fit else batch
+
+
+def _segments(plan) -> list:
+    runs, start = [], None
+    for i, step in enumerate(plan.steps + [None]):
+        if step is not None and isinstance(step, _TILEABLE) and step.kind == "kernel":
+            if start is None:
+                start = i
+            continue
+        if start is not None and i - start >= 2:
+            runs.append(_Segment(plan, start, i - 1))
+        start = None
+    return runs
+
+
 # ---------------------------------------------------------------- inference
 class _EmitContext:
     def __init__(self, plan):
         self.plan = plan
+        self.alias = {}  # inside a tiled run: tensor key -> the loop variable holding its chunk
 
     def name(self, key):
-        return self.plan.tensors[key].name
+        alias = self.alias.get(key)
+        return alias if alias is not None else self.plan.tensors[key].name
 
     def tensor(self, key):
         return self.plan.tensors[key]
@@ -83,11 +144,15 @@ class _EmitContext:
 
 
 class _BindContext:
-    def __init__(self, memory, index):
+    def __init__(self, memory, index, rows=None, internal=()):
         self.memory, self.index = memory, index
+        self.rows, self.internal = rows, internal  # a chunk of a tiled run: whole-batch arrays are sliced
 
     def array(self, key):
-        return self.memory.arrays.get(key)
+        a = self.memory.arrays.get(key)
+        if a is None or self.rows is None or key in self.internal:
+            return a
+        return a[self.rows]
 
     def stage_array(self):
         return self.memory.stages.get(self.index)
@@ -156,6 +221,7 @@ class InferencePlan:
             step.fixed_inputs = [self.fixed(k) for k in step.inputs]
         self.snapshots = [layer for step in self.steps for layer in step.snapshots]
         self.name = name
+        self.segments = _segments(self)
         self.source = self._write(name)
         self.code = compile(self.source, f"<fusenet compiled plan {name!r}>", "exec")
         self._bindings = {}
@@ -182,12 +248,26 @@ class InferencePlan:
             if layer is not None:
                 n = self.tensors[key].name
                 lines.append(f"    {n} = {n}_cast({n}, False)  # the Input layer casts to {self.tensors[key].dtype}")
-        for step in self.steps:
+        starts = {seg.start: seg for seg in self.segments}
+        segment, indent, header = None, "    ", None
+        for i, step in enumerate(self.steps):
+            if i in starts:
+                segment = starts[i]
+                header = len(lines) + 1  # the loop line, written when the run's names are all known
+                lines += self._open_segment(segment, ctx)
+                indent = "        "
             ins = ", ".join(self.tensors[k].name for k in step.inputs)
             out = ", ".join(f"{self.tensors[k].name} {_shape_text(self.tensors[k].shape)}" for k in step.outputs)
             how = {"kernel": "", "view": ", view", "call": ", calls the layer"}[step.kind]
-            lines.append(f"    # {_comment(step.describe())}{how}: {ins} -> {out}")
-            lines += [f"    {line}" for line in step.emit(ctx)]
+            lines.append(f"{indent}# {_comment(step.describe())}{how}: {ins} -> {out}")
+            lines += [f"{indent}{line}" for line in step.emit(ctx)]
+            if segment is not None and i == segment.stop:
+                syms = [sym for j in range(segment.start, segment.stop + 1) for sym in self.steps[j]._syms.values()]
+                segment.syms = syms
+                segment.names = ["_n0", "_n1"] + syms + segment.names
+                lines[header] = f"    for {', '.join(segment.names)} in {segment.loop}:"
+                ctx.alias = {}
+                segment, indent = None, "    "
         results = []
         for key in self.output_keys:
             n = self.tensors[key].name
@@ -200,6 +280,23 @@ class InferencePlan:
         lines.append(f"    return [{', '.join(results)}]")
         return "\n".join(lines) + "\n"
 
+    def _open_segment(self, segment, ctx):
+        """The first lines of the loop over the chunks of a tiled run (the loop line itself is a placeholder)."""
+        names = self.steps[0].names
+        segment.loop = names.make(f"{self.steps[segment.start].name}_chunks")
+        lines = [f"    # steps {segment.start}-{segment.stop} sample by sample: over the batch in chunks of at most"
+                 f" {TILE_BYTES >> 20} MB (one chunk when it all fits)", "    for ...:"]
+        segment.names, segment.slices = [], []
+        for key in segment.keys:
+            alias = names.make(f"{self.tensors[key].name}_chunk")
+            ctx.alias[key] = alias
+            if self.fixed(key):
+                segment.names.append(alias)
+            else:  # a model input or a layer's new array: sliced here
+                segment.slices.append((alias, self.tensors[key].name))
+        lines += [f"        {alias} = {name}[_n0:_n1]" for alias, name in segment.slices]
+        return lines
+
     # ------------------------------------------------------------ binding
     def function(self, batch):
         """The compiled function for ``batch`` samples (bound once per batch size, then cached)."""
@@ -211,8 +308,14 @@ class InferencePlan:
             self._bindings[batch] = fn
         return fn
 
+    def _tiles(self, batch):
+        """``[(segment, chunk)]`` of every tiled run at ``batch``, and the tiles argument of the memory plan."""
+        chunks = [(seg, seg.chunk(batch)) for seg in self.segments]
+        return chunks, [(seg.start, seg.stop, c, seg.internal) for seg, c in chunks if c < batch]
+
     def _bind(self, batch):
-        memory = MemoryPlan(self, batch)
+        chunks, tiles = self._tiles(batch)
+        memory = MemoryPlan(self, batch, tiles)
         namespace = dict(_HELPERS)
         namespace["_own"] = _own
         namespace["_storages"] = tuple(memory.storages)
@@ -221,8 +324,22 @@ class InferencePlan:
                 namespace[f"{self.tensors[key].name}_cast"] = layer
         for key, array in memory.arrays.items():
             namespace[self.tensors[key].name] = array
+        in_segment = set()
+        for seg, chunk in chunks:
+            in_segment.update(range(seg.start, seg.stop + 1))
+            runs = []
+            for n0 in range(0, batch, chunk):
+                rows = slice(n0, n0 + chunk)
+                bound = {}
+                for i in range(seg.start, seg.stop + 1):
+                    bound.update(self.steps[i].bind(_BindContext(memory, i, rows, seg.internal)))
+                arrays = [memory.arrays[k] if k in seg.internal else memory.arrays[k][rows]
+                          for k in seg.keys if self.fixed(k)]
+                runs.append(tuple([n0, n0 + chunk] + [bound[sym] for sym in seg.syms] + arrays))
+            namespace[seg.loop] = tuple(runs)
         for i, step in enumerate(self.steps):
-            namespace.update(step.bind(_BindContext(memory, i)))
+            if i not in in_segment:
+                namespace.update(step.bind(_BindContext(memory, i)))
         exec(self.code, namespace)  # noqa: S102 - source generated above from the graph, never read from outside
         fn = namespace["forward"]
         fn.memory = memory
@@ -231,7 +348,7 @@ class InferencePlan:
     def nbytes(self, batch) -> int:
         """Bytes held by the plan's arrays for ``batch`` samples."""
         fn = self._bindings.get(batch)
-        return fn.memory.nbytes if fn is not None else MemoryPlan(self, batch).nbytes
+        return fn.memory.nbytes if fn is not None else MemoryPlan(self, batch, self._tiles(batch)[1]).nbytes
 
 
 # ---------------------------------------------------------------- training

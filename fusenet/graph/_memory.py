@@ -14,6 +14,16 @@ copies them out). Walking the steps in order, a tensor takes:
 Workspaces (im2col columns, GEMM blocks, stages that are copied into) live for their step only and
 come from the same free storages. Storages are created once per batch size; calls allocate nothing
 but the copies of the outputs they return.
+
+*Tiled segments* (``tiles``): a run of per-sample steps that the plan runs over the batch in chunks
+of ``chunk`` samples (all its steps for samples 0..chunk-1, then for the next chunk, ...). The
+tensors made and read only inside the run, its stages and its workspaces are then sized for one
+chunk (and stay in cache from one step to the next); the tensors it reads from before the run and
+the ones it writes for later steps keep the whole batch, written one chunk slice at a time. So
+nothing taken inside the run is given back before its last step (a later chunk writes the run's
+arrays again while the whole-batch outputs of earlier chunks must survive), the whole-batch inputs
+of the run live to its last step, and no padding is elided across the chunked/whole boundary
+into a chunked stage.
 """
 
 from __future__ import annotations
@@ -66,9 +76,22 @@ class MemoryPlan:
         storages: the flat byte arrays (``nbytes`` in total).
     """
 
-    def __init__(self, plan, batch):
+    def __init__(self, plan, batch, tiles=()):
         steps, tensors = plan.steps, plan.tensors
         n = len(steps)
+        tile_of = {}  # step index -> (first step, last step, chunk) of its tiled segment
+        internal = set()  # tensors sized for one chunk
+        for start, stop, chunk, inner in tiles:
+            for i in range(start, stop + 1):
+                tile_of[i] = (start, stop, chunk)
+            internal |= set(inner)
+
+        def rows(i):  # the batch a step's stage and workspaces are sized for
+            tile = tile_of.get(i)
+            return batch if tile is None else tile[2]
+
+        def tensor_rows(key):
+            return tile_of[tensors[key].step_index][2] if key in internal else batch
         readers = {}
         for i, step in enumerate(steps):
             for key in step.inputs:
@@ -90,6 +113,13 @@ class MemoryPlan:
         for key, owners in aliases.items():
             for owner in owners:
                 end[owner] = max(end.get(owner, -1), last.get(key, -1), tensors[owner].step_index)
+        for i, (start, stop, _) in tile_of.items():  # whole-batch inputs of a tiled run live through it
+            for key in steps[i].inputs:
+                t = tensors.get(key)
+                if t is not None and t.step_index is not None and start <= t.step_index <= stop:
+                    continue
+                for owner in aliases.get(key, ()):
+                    end[owner] = max(end[owner], stop)
 
         # stages written by their producer (elision)
         elide = {}  # producer output key -> consumer step index
@@ -106,7 +136,8 @@ class MemoryPlan:
                 continue
             producer = steps[t.step_index]
             if (producer.kind == "kernel" and producer.strided_out and readers.get(x) == [j]
-                    and x not in plan.output_keys and step.stage.covers_input and aliases.get(x) == {x}):
+                    and x not in plan.output_keys and step.stage.covers_input and aliases.get(x) == {x}
+                    and tensor_rows(x) == rows(j)):
                 elide[x] = j
 
         pool = _Pool()
@@ -114,43 +145,50 @@ class MemoryPlan:
         self.stages, self.elided, self.workspaces = {}, set(), {}
         ws_storage = {}
         transferred = set()
+        deferred = []  # storages given back inside a tiled run: given at its last step
         for i, step in enumerate(steps):
+            tile = tile_of.get(i)
+            give = deferred.append if tile is not None else pool.give
             for key in step.outputs:
                 if step.kind != "kernel":
                     continue
                 t = tensors[key]
-                nbytes = t.nbytes(batch)
+                nbytes = t.nbytes(tensor_rows(key))
                 if key in elide:
                     j = elide[key]
-                    stage_storage[j] = pool.take(_stage_nbytes(steps[j], tensors, batch))
+                    stage_storage[j] = pool.take(_stage_nbytes(steps[j], tensors, rows(j)))
                     self.elided.add(j)
                     continue
                 reuse = None
                 if step.inplace is not None:
                     u = step.inputs[step.inplace]
                     if (u in owner_storage and u not in transferred and end.get(u) == i
-                            and tensors[u].nbytes(batch) == nbytes and tensors[u].dtype == t.dtype):
+                            and tensors[u].nbytes(tensor_rows(u)) == nbytes and tensors[u].dtype == t.dtype):
                         reuse = owner_storage[u]
                         transferred.add(u)  # the output owns the storage now
                 owner_storage[key] = reuse if reuse is not None else pool.take(nbytes)
             transient = []
             if step.stage is not None and i not in self.elided and (not step.stage.identity or not plan.fixed(step.inputs[0])):
-                stage_storage[i] = pool.take(_stage_nbytes(step, tensors, batch))
+                stage_storage[i] = pool.take(_stage_nbytes(step, tensors, rows(i)))
                 transient.append(stage_storage[i])
             strided = step.outputs[0] in elide if step.outputs else False
-            ws = step.workspaces(batch, strided)
+            ws = step.workspaces(rows(i), strided)
             ws_storage[i] = {}
             for name, (shape, dtype) in ws.items():
                 s = pool.take(int(np.prod(shape)) * np.dtype(dtype).itemsize)
                 ws_storage[i][name] = (s, shape, dtype)
                 transient.append(s)
             for s in transient:
-                pool.give(s)
+                give(s)
             if i in self.elided:
-                pool.give(stage_storage[i])
+                give(stage_storage[i])
             for key, s in owner_storage.items():
                 if end.get(key) == i and key not in transferred:
+                    give(s)
+            if tile is not None and i == tile[1]:
+                for s in deferred:
                     pool.give(s)
+                deferred.clear()
         for s in pool.storages:
             s.array = np.empty(s.size, dtype=np.uint8)
         self.storages = [s.array for s in pool.storages]
@@ -163,12 +201,12 @@ class MemoryPlan:
 
         for j, s in stage_storage.items():
             step = steps[j]
-            self.stages[j] = view(s, step.stage.shape(batch), tensors[step.inputs[0]].dtype)
+            self.stages[j] = view(s, step.stage.shape(rows(j)), tensors[step.inputs[0]].dtype)
         self.arrays = {}
         for i, step in enumerate(steps):
             for key in step.outputs:
                 t = tensors[key]
-                shape = concrete(t.shape, batch)
+                shape = concrete(t.shape, tensor_rows(key) if step.kind == "kernel" else batch)
                 if key in elide:
                     self.arrays[key] = self.stages[elide[key]][steps[elide[key]].stage.dst]
                 elif step.kind == "kernel":

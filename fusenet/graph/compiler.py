@@ -13,7 +13,9 @@ over named arrays, one block per node. Dense layers, convolutions (plain, BatchN
 with their activation, max-pool, residual add), BatchNormalization, ReLU, Add, max and global
 pooling write into arrays planned by liveness (intermediate arrays are reused within a call and
 across calls: after the first call of a batch size, a call allocates only the copies of the outputs
-it returns); the shape-specialised work (convolution geometry, chunking, GEMM layouts, folded
+it returns); a run of such per-sample steps (convolutions, BatchNorm, ReLU, Add, max pooling) goes over
+the batch in chunks of a few samples whose arrays stay in cache, so that its inner arrays are sized
+for one chunk; the shape-specialised work (convolution geometry, chunking, GEMM layouts, folded
 weights, the views of every block) is done once per plan and batch size; reshapes are views; any
 other layer is called (``layer.forward`` directly: the plan already checked the input). A training
 plan is generated source too: the forward over the model's own layers and the backward in reverse
