@@ -61,11 +61,19 @@ from .. import constraints as _constraints
 from .. import regularizers as _regularizers
 from ..initializers import get as get_initializer
 from ..initializers import serialize as serialize_initializer
+from .._blas import GEMM_DTYPES, gemm
 from ..utils import check_in, check_positive_int, make_rng
 from ._rnn_activation import _LoopActivation
 from .base import InputSpec, Layer, deserialize, serialize
 
 __all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
+
+
+def _gemm_fallback(a, b, c, beta=1.0, trans_b=False):
+    """``c = a @ op(b) + beta * c`` for dtypes :func:`fusenet._blas.gemm` does not take (float16)."""
+    c *= beta
+    c += a @ (b.T if trans_b else b)
+    return c
 
 
 def _owner(cls_name, kwargs):
@@ -153,25 +161,16 @@ class _RNNBase(Layer):
             xt[:, :, :in_dim] = xs
             xt[:, :, in_dim] = 1.0
             kernel = np.concatenate([kernel, bias[None, :]], axis=0)
-        H, last, saved = self._run(xt.reshape(steps * batch, -1), kernel, steps, batch, training)
+        G = xt.reshape(steps * batch, -1) @ kernel  # the one input GEMM, all time steps
+        H, saved = self._loop(G.reshape(steps, batch, -1), training)
         if self.return_sequences:
             out = np.ascontiguousarray(H[1:].transpose(1, 0, 2))
         else:
-            out = last[0].copy()
+            out = H[steps].copy()
         self._save_for_backward(training, xt, H, saved)
         if not self.return_state:
             return out
-        return [out, *(state.copy() for state in last)]
-
-    def _run(self, X, kernel, steps, batch, training):
-        """The input GEMM ``X @ kernel`` (``X``: ``(steps*batch, in[+1])``) and the time loop.
-
-        Returns ``(H, last_states, saved)``: ``H`` the ``(steps+1, batch, units)`` hidden states
-        (``H[0] = 0``), ``last_states`` the final ``[h]`` (``[h, c]`` for LSTM), ``saved`` what
-        ``_loop_backward`` needs."""
-        G = X @ kernel  # the one input GEMM, all time steps
-        H, saved = self._loop(G.reshape(steps, batch, -1), training)
-        return H, [H[steps]], saved
+        return [out, H[steps].copy()]
 
     # ------------------------------------------------------------ backward
     def _split_gradients(self, dy):
@@ -183,15 +182,6 @@ class _RNNBase(Layer):
                                  f" of length {len(dy) if isinstance(dy, (list, tuple)) else 1}")
             return dy[0], list(dy[1:])
         return dy, [None] * self._state_count
-
-    def _to_internal(self, w, scaled=False):
-        """A weight (columns in the Keras gate order) in the column order of the loop's gate
-        buffers (``scaled``: with the loop's column scaling). Identity here; LSTM reorders."""
-        return w
-
-    def _add_from_internal(self, target, grad):
-        """``target += grad`` with ``grad``'s columns in the loop's gate order (see ``_to_internal``)."""
-        target += grad
 
     def backward(self, dy):
         xt, H, saved = self._saved()
@@ -218,12 +208,13 @@ class _RNNBase(Layer):
         kernel = self._params["kernel"]
         in_dim = kernel.shape[0]
         grad = xt.reshape(steps * batch, -1).T @ dG2  # kernel (and input-bias) gradient: one GEMM
-        self._add_from_internal(self._grads["kernel"], grad[:in_dim])
+        self._grads["kernel"] += grad[:in_dim]
         if self.use_bias:
-            self._add_from_internal(self._input_bias()[1], grad[in_dim])
+            grad_bias = self._input_bias()[1]
+            grad_bias += grad[in_dim]
         if not self._input_grad_needed:  # the engine says nobody reads the input gradient
             return None
-        dx = (dG2 @ self._to_internal(kernel).T).reshape(steps, batch, in_dim).transpose(1, 0, 2)
+        dx = (dG2 @ kernel.T).reshape(steps, batch, in_dim).transpose(1, 0, 2)
         if self.go_backwards:
             dx = dx[:, ::-1]
         return np.ascontiguousarray(dx)
@@ -365,11 +356,10 @@ class LSTM(_RNNBase):
         o, i, f columns of the weights pre-scaled by 1/2."""
         return self.recurrent_activation.fast == "sigmoid" and self.activation.fast == "tanh"
 
-    def _to_internal(self, w, scaled=False):
-        """Columns reordered from the Keras gate order i, f, c, o to the loop's order **o, i, f, c**
-        (the three sigmoid gates contiguous, and the three gates that ``dc`` scales in backward
-        contiguous too); ``scaled``: the o, i, f columns halved (see ``_fast_gates``). A new
-        C-contiguous array."""
+    def _internal(self, w, scaled=False):
+        """``w`` (columns in the Keras gate order i, f, c, o) with its columns in the loop's order
+        **o, i, f, c**: the three sigmoid gates contiguous, and the three gates that ``dc`` scales in
+        backward contiguous too. ``scaled``: the o, i, f columns halved (see ``_fast_gates``)."""
         u = self.units
         out = np.empty(w.shape, dtype=w.dtype)
         if scaled:
@@ -381,110 +371,144 @@ class LSTM(_RNNBase):
             out[..., u:] = w[..., :3 * u]
         return out
 
-    def _add_from_internal(self, target, grad):
+    def _add_internal(self, target, grad):
+        """``target += grad`` where ``grad`` has its columns in the loop's order (``_internal``)."""
         u = self.units
         target[..., 3 * u:] += grad[..., :u]
         target[..., :3 * u] += grad[..., u:]
 
-    def _input_weights(self):
-        kernel, bias = super()._input_weights()
-        fast = self._fast_gates()
-        return (self._to_internal(kernel, fast),
-                None if bias is None else self._to_internal(bias, fast))
-
-    def _run(self, X, kernel, steps, batch, training):
-        """The time loop. Gate buffers hold the columns in the order o, i, f, c (``_to_internal``).
-
-        The input projection is computed chunk by chunk (about 1 MB of gate rows at a time) just
-        before the loop reaches it, so each step's gate row is still in cache. In inference without
-        ``return_sequences`` only the running ``h`` and ``c`` are kept; in training the gates
-        (after activation), ``c_t``, ``act(c_t)`` and ``h_t`` of every step are kept for backward."""
-        u = self.units
+    def forward(self, x, training=False):
+        """The time loop runs transposed: every per-step array is ``(rows, batch)`` and C-contiguous
+        (``g_t^T``: ``(4*units, batch)`` with the row blocks o, i, f, c), so each element-wise call
+        runs over one contiguous block. ``XH`` ``(time+1, units+in+1, batch)`` stacks, per step,
+        ``h_{t-1}^T`` over ``x_t^T`` and a row of ones, and ``W = [R^T | K^T | b^T]``
+        ``(4*units, units+in+1)``, so ``g_t^T = W @ XH[t]`` is ONE GEMM per step (recurrent and
+        input projection together, bias included) and the loop writes ``h_t^T`` straight into
+        ``XH[t+1]``."""
+        batch, steps, in_dim = x.shape
+        if steps == 0:
+            raise ValueError(f"{self.describe()}: expected at least one time step. Received input with shape {x.shape}")
+        u, s3 = self.units, 3 * self.units
+        dtype = x.dtype
         act, rec = self.activation, self.recurrent_activation
         fast = self._fast_gates()
-        R = self._to_internal(self._params["recurrent_kernel"], fast)
-        dtype = X.dtype
-        keep = training or self.return_sequences
-        chunk = max(1, (1 << 20) // (batch * 4 * u * dtype.itemsize))
-        G = np.empty((steps if training else min(chunk, steps), batch, 4 * u), dtype=dtype)
-        n_states = steps + 1 if keep else 1
-        H = np.empty((n_states, batch, u), dtype=dtype)
-        C = np.empty((n_states, batch, u), dtype=dtype) if training else np.empty((1, batch, u), dtype=dtype)
-        H[0] = 0.0
-        C[0] = 0.0
-        TC = np.empty((steps if training else 1, batch, u), dtype=dtype)  # act(c_t)
+        rows = u + in_dim + (1 if self.use_bias else 0)
+        W = np.empty((4 * u, rows), dtype=dtype)
+        W[:, :u] = self._internal(self._params["recurrent_kernel"], fast).T
+        W[:, u:u + in_dim] = self._internal(self._params["kernel"], fast).T
+        if self.use_bias:
+            W[:, u + in_dim] = self._internal(self._params["bias"], fast)
+        XH = np.empty((steps + 1, rows, batch), dtype=dtype)
+        XH[:steps, u:u + in_dim] = (x[:, ::-1] if self.go_backwards else x).transpose(1, 2, 0)
+        XH[steps, u:] = 0.0
+        if self.use_bias:
+            XH[:steps, u + in_dim] = 1.0
+        XH[0, :u] = 0.0
+        G = np.empty((steps if training else 1, 4 * u, batch), dtype=dtype)  # gates (after activation)
+        C = np.zeros((steps + 1 if training else 1, u, batch), dtype=dtype)  # c_t^T
+        TC = np.empty((steps if training else 1, u, batch), dtype=dtype)  # act(c_t)^T
         Z = np.empty_like(G) if (act.needs_input or rec.needs_input) and training else None
-        tmp = np.empty((batch, 4 * u), dtype=dtype)
-        tmpu = np.empty((batch, u), dtype=dtype)
-        s3 = 3 * u
+        tmpu = np.empty((u, batch), dtype=dtype)
         for t in range(steps):
-            k = t if training else t % chunk  # this step's row of G
-            if t % chunk == 0:  # project the next chunk of steps
-                n = min(chunk, steps - t)
-                np.matmul(X[t * batch:(t + n) * batch], kernel, out=G[k:k + n].reshape(n * batch, 4 * u))
+            k = t if training else 0
             g = G[k]
-            hp, hn = (t, t + 1) if keep else (0, 0)
-            cp, cn = (t, t + 1) if training else (0, 0)
-            tc = TC[t if training else 0]
-            np.matmul(H[hp], R, out=tmp)
-            g += tmp
+            np.matmul(W, XH[t], out=g)
             if Z is not None:
                 np.copyto(Z[t], g)
-            if fast:  # tanh over the whole row; o, i, f: 0.5 + 0.5 * tanh(z / 2)
+            if fast:  # tanh over all four gates; o, i, f: 0.5 + 0.5 * tanh(z / 2)
                 np.tanh(g, out=g)
-                s = g[:, :s3]
-                s *= 0.5
-                s += 0.5
+                sig = g[:s3]
+                sig *= 0.5
+                sig += 0.5
             else:
-                rec.apply(g[:, :s3], out=g[:, :s3])
-                act.apply(g[:, s3:], out=g[:, s3:])
-            c = C[cn]
-            np.multiply(g[:, 2 * u:s3], C[cp], out=c)  # f * c_{t-1}
-            np.multiply(g[:, u:2 * u], g[:, s3:], out=tmpu)  # i * candidate
+                rec.apply(g[:s3], out=g[:s3])
+                act.apply(g[s3:], out=g[s3:])
+            c = C[k + 1 if training else 0]
+            np.multiply(g[2 * u:s3], C[k], out=c)  # f * c_{t-1}
+            np.multiply(g[u:2 * u], g[s3:], out=tmpu)  # i * candidate
             c += tmpu
-            act.apply(c, out=tc)
-            np.multiply(g[:, :u], tc, out=H[hn])  # o * act(c_t)
-        last = [H[-1], C[-1]]
-        if not training:
-            return (H if keep else None), last, None
-        return H, last, (G, C, TC, Z)
+            act.apply(c, out=TC[k])
+            np.multiply(g[:u], TC[k], out=XH[t + 1, :u])  # h_t = o * act(c_t)
+        if self.return_sequences:
+            out = np.ascontiguousarray(XH[1:, :u].transpose(2, 0, 1))
+        else:
+            out = np.ascontiguousarray(XH[steps, :u].T)
+        self._save_for_backward(training, XH, G, C, TC, Z, in_dim)
+        if not self.return_state:
+            return out
+        return [out, np.ascontiguousarray(XH[steps, :u].T), np.ascontiguousarray(C[-1].T)]
 
-    def _loop_backward(self, H, saved, dYt, dh, dc):
-        G, C, TC, Z = saved
-        steps, batch, _ = G.shape
+    def backward(self, dy):
+        """Backward through time, transposed like the forward: per step the gate gradients
+        ``dg_t^T`` ``(4*units, batch)`` (rows o, i, f, c), then ``dW^T += dg_t^T @ XH[t]^T`` (the
+        recurrent-kernel, kernel and bias gradients together, accumulated in place by one GEMM while
+        ``dg_t`` is in cache), ``dh_{t-1}^T = R @ dg_t^T`` and, when the input gradient is wanted,
+        ``dx_t^T = K @ dg_t^T``."""
+        XH, G, C, TC, Z, in_dim = self._saved()
+        steps = G.shape[0]
+        batch = XH.shape[2]
         u, s3 = self.units, 3 * self.units
+        dtype = XH.dtype
         act, rec = self.activation, self.recurrent_activation
-        RT = np.ascontiguousarray(self._to_internal(self._params["recurrent_kernel"]).T)
-        dG = np.empty_like(G)
-        tmpu = np.empty((batch, u), dtype=G.dtype)
+        dout, (dh_last, dc_last) = self._split_gradients(dy)
+        dh = np.zeros((u, batch), dtype=dtype)
+        dc = np.zeros((u, batch), dtype=dtype)
+        dYT = None
+        if dout is not None:
+            dout = np.asarray(dout, dtype=dtype)
+            if self.return_sequences:
+                dYT = np.ascontiguousarray(dout.transpose(1, 2, 0))  # (time, units, batch)
+            else:
+                dh += dout.T
+        if dh_last is not None:
+            dh += np.asarray(dh_last, dtype=dtype).T
+        if dc_last is not None:
+            dc += np.asarray(dc_last, dtype=dtype).T
+        R = self._internal(self._params["recurrent_kernel"])  # (u, 4u), unscaled
+        want_dx = self._input_grad_needed
+        if want_dx:
+            K = self._internal(self._params["kernel"])  # (in, 4u)
+            dXT = np.empty((steps, in_dim, batch), dtype=dtype)
+        dWT = np.zeros((4 * u, XH.shape[1]), dtype=dtype)
+        accumulate = gemm if dtype in GEMM_DTYPES else _gemm_fallback
+        d = np.empty((4 * u, batch), dtype=dtype)
+        tmpu = np.empty((u, batch), dtype=dtype)
         for t in range(steps - 1, -1, -1):
-            if dYt is not None:
-                dh += dYt[t]
-            g, d = G[t], dG[t]
+            if dYT is not None:
+                dh += dYT[t]
+            g = G[t]
             z = Z[t] if Z is not None else g
-            o, i, f, cand = g[:, :u], g[:, u:2 * u], g[:, 2 * u:s3], g[:, s3:]
-            do = d[:, :u]
+            o, i, f, cand = g[:u], g[u:2 * u], g[2 * u:s3], g[s3:]
             # dc += dh * o * act'(c_t)
             act.derivative(C[t + 1], TC[t], out=tmpu)
             tmpu *= o
             tmpu *= dh
             dc += tmpu
             # gate derivatives times what each gate multiplies, then times dc (i, f, c) or dh (o)
-            rec.derivative(z[:, :s3], g[:, :s3], out=d[:, :s3])
-            act.derivative(z[:, s3:], cand, out=d[:, s3:])
-            do *= TC[t]
-            do *= dh
-            d[:, u:2 * u] *= cand
-            d[:, 2 * u:s3] *= C[t]
-            d[:, s3:] *= i
-            dv = d.reshape(batch, 4, u)
-            dv[:, 1:] *= dc[:, None, :]
+            rec.derivative(z[:s3], g[:s3], out=d[:s3])
+            act.derivative(z[s3:], cand, out=d[s3:])
+            d[:u] *= TC[t]
+            d[:u] *= dh
+            d[u:2 * u] *= cand
+            d[2 * u:s3] *= C[t]
+            d[s3:] *= i
+            dv = d[u:].reshape(3, u, batch)
+            dv *= dc
             dc *= f
-            np.matmul(d, RT, out=dh)
-        gR = np.zeros((u, 4 * u), dtype=G.dtype)
-        self._recurrent_grad(H, dG, gR)
-        self._add_from_internal(self._grads["recurrent_kernel"], gR)
-        return dG
+            accumulate(d, XH[t], dWT, beta=1.0, trans_b=True)
+            np.matmul(R, d, out=dh)
+            if want_dx:
+                np.matmul(K, d, out=dXT[t])
+        self._add_internal(self._grads["recurrent_kernel"], dWT[:, :u].T)
+        self._add_internal(self._grads["kernel"], dWT[:, u:u + in_dim].T)
+        if self.use_bias:
+            self._add_internal(self._grads["bias"], dWT[:, u + in_dim])
+        if not want_dx:
+            return None
+        dx = dXT.transpose(2, 0, 1)
+        if self.go_backwards:
+            dx = dx[:, ::-1]
+        return np.ascontiguousarray(dx)
 
     def get_config(self):
         config = super().get_config()
