@@ -25,9 +25,11 @@ def rng():
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    """Several row blocks even on small inputs, and the tap paths whatever the waste of tiny grids."""
+    """Several row blocks even on small inputs (run side by side on the BLAS threads' cores where there
+    are several), and the tap paths whatever the waste of tiny grids."""
     monkeypatch.setattr(_conv_taps, "BLOCK_ROWS", 50)
     monkeypatch.setattr(_conv_taps, "MAX_WASTE", 10.0)
+    monkeypatch.setattr(_conv_taps, "MIN_PARALLEL_ROWS", 0)
 
 
 def _spy(monkeypatch, module, name):
@@ -182,6 +184,25 @@ def test_tap_gemms_direct_calls_equal_checked_gemm(rng, monkeypatch, dtype):
         _conv_taps.TapGemms(5, dtype).add(src, -1, w1)
     with pytest.raises(ValueError, match="unit-stride columns"):
         _conv_taps.TapGemms(5, dtype).add(src, 0, w1, col=6)
+
+
+@pytest.mark.parametrize("rows, block, weight", [(0, 8, 1), (1, 8, 1), (7, 3, 1), (100, 8, 1), (64, 7, 1156), (5, 100, 1)])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_row_blocks_cover_the_rows(monkeypatch, rows, block, weight, parallel):
+    """The blocks cover every row once, in order, none larger than asked (their number is a multiple
+    of the threads when split); run_blocks calls the work on each, on any thread."""
+    monkeypatch.setattr(_conv_taps, "PARALLEL", parallel)
+    monkeypatch.setattr(_conv_taps, "MIN_PARALLEL_ROWS", 0)
+    blocks = _conv_taps.row_blocks(rows, block, weight)
+    assert [r for r0, r1 in blocks for r in range(r0, r1)] == list(range(rows))
+    assert all(0 < r1 - r0 <= block for r0, r1 in blocks)
+    seen = np.zeros(rows, dtype=int)
+
+    def work(r0, r1):
+        seen[r0:r1] += 1
+
+    _conv_taps.run_blocks(work, blocks)
+    assert (seen == 1).all()
 
 
 def test_workspaces_are_per_key_and_per_thread():

@@ -42,6 +42,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .._blas import _CBLAS, GEMM_DTYPES, gemm, numpy_gemm
 from ..layers import _conv_ops as ops
+from ._parallel import run_chunks, worker_count
 
 __all__ = []  # private module
 
@@ -193,6 +194,37 @@ def workspace(key, shape, dtype, zero: bool = False) -> np.ndarray:
     return buf
 
 
+#: run the blocks of a convolution side by side on the BLAS threads' cores (:mod:`._parallel`)
+PARALLEL = True
+#: fewest rows (or samples x rows) worth splitting over threads
+MIN_PARALLEL_ROWS = 2048
+
+
+def row_blocks(rows: int, block_rows: int, weight: int = 1) -> list:
+    """``[(r0, r1), ...]`` covering ``range(rows)`` in blocks of at most ``block_rows`` rows, their
+    number a multiple of the threads :func:`run_blocks` will use (even shares)."""
+    if rows <= 0:
+        return []
+    count = -(-rows // max(1, block_rows))
+    workers = worker_count(2) if PARALLEL and rows * weight >= MIN_PARALLEL_ROWS else 1
+    if workers > 1:
+        count = -(-max(count, workers) // workers) * workers
+    count = min(count, rows)
+    size = -(-rows // count)
+    return [(r, min(r + size, rows)) for r in range(0, rows, size)]
+
+
+def run_blocks(work, blocks) -> None:
+    """``work(r0, r1)`` for every block (independent blocks, each writing only its own rows): side by
+    side on the BLAS threads' cores with OpenBLAS at one thread meanwhile (:func:`._parallel.run_chunks`)
+    when :data:`PARALLEL`, else in order."""
+    if not PARALLEL or len(blocks) < 2:
+        for r0, r1 in blocks:
+            work(r0, r1)
+        return
+    run_chunks(lambda i: work(*blocks[i]), len(blocks))
+
+
 def bordered_workspace(key, shape, dtype):
     """``(buffer, interior)`` as :func:`bordered` (border not zeroed), but a :func:`workspace`: for
     zero-bordered intermediates that do not leave a fused layer."""
@@ -227,14 +259,17 @@ def tap_conv(x: np.ndarray, kernel: np.ndarray, geom, finish, xp=None, block_row
     for off, w in zip(offsets, _kernel_taps(kernel, x.dtype)):
         gemms.add(rows_x, off, w)
     step = max(1, (BLOCK_ROWS if block_rows is None else block_rows) // per_sample)
-    buf = workspace("tap_conv", (min(step, n) * per_sample, filters), x.dtype)
+    blocks = row_blocks(n, step, per_sample)
     valid_index = (slice(None),) + tuple(slice(0, o) for o in geom.out_sizes)
-    for n0 in range(0, n, step):
-        n1 = min(n0 + step, n)
+
+    def work(n0, n1):  # per thread: its own scratch buffer (workspaces are per thread)
+        buf = workspace("tap_conv", ((blocks[0][1] - blocks[0][0]) * per_sample, filters), x.dtype)
         q0, q1 = n0 * per_sample, min(n1 * per_sample, last_row)
         gemms.run(q0, q1, buf[:q1 - q0])
         block = buf[:(n1 - n0) * per_sample].reshape((n1 - n0,) + spans + (filters,))
         finish(block[valid_index], n0, n1)
+
+    run_blocks(work, blocks)
 
 
 def tap_conv_forward(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilogue=None, xp=None) -> np.ndarray:
@@ -288,8 +323,8 @@ def bordered_gemms(gemms: TapGemms, n: int, out_sizes, max_off: int, bias=None, 
         interior = buffer[(slice(None),) + (slice(1, -1),) * len(spans)]
     rows_y = buffer.reshape(total, filters)
     last_row = total - max(max_off, lead)
-    for q0 in range(0, last_row, BLOCK_ROWS):
-        q1 = min(q0 + BLOCK_ROWS, last_row)
+
+    def work(q0, q1):
         out = rows_y[q0 + lead:q1 + lead]
         gemms.run(q0, q1, out)
         if bias is not None:
@@ -298,6 +333,8 @@ def bordered_gemms(gemms: TapGemms, n: int, out_sizes, max_off: int, bias=None, 
             out += add_rows[q0 + lead:q1 + lead]
         if epilogue is not None:
             epilogue(out)
+
+    run_blocks(work, row_blocks(last_row, BLOCK_ROWS))
     zero_border(buffer)  # the positions computed past the output size, and the rows never written
     return interior
 
@@ -361,6 +398,7 @@ def space_to_depth(x: np.ndarray, geom) -> np.ndarray:
     spans = tuple(o + 2 for o in geom.out_sizes)
     shape = (n,) + spans + (2,) * rank + (channels,)
     grid = workspace(("s2d", x.shape, geom.pad_before), shape, x.dtype, zero=True)
+    copies = []
     for phases in itertools.product((0, 1), repeat=rank):
         dst, src = [slice(None)], [slice(None)]
         for a, p in enumerate(phases):
@@ -373,7 +411,13 @@ def space_to_depth(x: np.ndarray, geom) -> np.ndarray:
             dst.append(slice(a0, a0 + count))
             src.append(slice(i0, i0 + 2 * count - 1, 2))
         else:
-            grid[tuple(dst) + phases] = x[tuple(src)]
+            copies.append((tuple(dst[1:]) + phases, tuple(src[1:])))
+
+    def work(n0, n1):
+        for dst, src in copies:
+            grid[(slice(n0, n1),) + dst] = x[(slice(n0, n1),) + src]
+
+    run_blocks(work, row_blocks(n, max(1, -(-n // worker_count(2))), math.prod(geom.in_sizes) * channels // 64))
     return grid
 
 
@@ -486,25 +530,25 @@ def narrow_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epi
     shape = (total - max_off,) + tuple(k[:-1]) + inner
     strides = (channels * item,) + tuple(da * pa * channels * item for da, pa in zip(d[:-1], pitch[:-1])) + inner_strides
     patches = as_strided(xp.reshape(-1), shape=shape, strides=strides, writeable=False)
-    cols = workspace("narrow", (BLOCK_ROWS, geom.taps * channels), x.dtype)
     w = np.ascontiguousarray(kernel, dtype=x.dtype).reshape(geom.taps * channels, filters)
-
     buffer, interior = bordered((n,) + tuple(geom.out_sizes) + (filters,), x.dtype, zero=False)
     _, _, _, lead = _grid(n, geom.out_sizes)
     rows_y = buffer.reshape(total, filters)
     last_row = total - max(max_off, lead)
-    gemms = TapGemms(filters, x.dtype)
-    gemms.add(cols, 0, w)
-    for q0 in range(0, last_row, BLOCK_ROWS):
-        q1 = min(q0 + BLOCK_ROWS, last_row)
+    blocks = row_blocks(last_row, BLOCK_ROWS)
+
+    def work(q0, q1):  # per thread: its own patch matrix (workspaces are per thread)
         m = q1 - q0
+        cols = workspace("narrow", (blocks[0][1] - blocks[0][0], geom.taps * channels), x.dtype)
         np.copyto(cols[:m].reshape((m,) + shape[1:]), patches[q0:q1])
         out = rows_y[q0 + lead:q1 + lead]
-        gemms.run(0, m, out)
+        gemm(cols[:m], w, out)
         if bias is not None:
             out += bias
         if epilogue is not None:
             epilogue(out)
+
+    run_blocks(work, blocks)
     zero_border(buffer)
     return interior
 
@@ -523,7 +567,22 @@ def conv_infer(x: np.ndarray, kernel: np.ndarray, geom, groups: int = 1, bias=No
         return narrow_conv_bordered(x, kernel, geom, bias=bias, epilogue=epilogue)
     if use_taps(geom, groups, channels, dtype):
         return tap_conv_forward(x, kernel, geom, bias=bias, epilogue=epilogue)
-    return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue, xp=padded_input(x, geom))
+    xp = padded_input(x, geom)
+    blocks = _sample_blocks(x, geom)
+    if len(blocks) < 2:
+        return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue, xp=xp)
+    y = np.empty((x.shape[0],) + tuple(geom.out_sizes) + (kernel.shape[-1],), dtype=x.dtype)
+
+    def work(n0, n1):
+        y[n0:n1] = ops.conv_forward(x[n0:n1], kernel, geom, groups, bias=bias, epilogue=epilogue, xp=xp[n0:n1])
+
+    run_blocks(work, blocks)
+    return y
+
+
+def _sample_blocks(x: np.ndarray, geom) -> list:
+    """Shares of the batch for the im2col convolutions run side by side (one per thread)."""
+    return row_blocks(x.shape[0], max(1, -(-x.shape[0] // worker_count(2))), math.prod(geom.out_sizes))
 
 
 def conv_blocks(x: np.ndarray, kernel: np.ndarray, geom, groups: int, finish) -> None:
@@ -531,8 +590,10 @@ def conv_blocks(x: np.ndarray, kernel: np.ndarray, geom, groups: int, finish) ->
     of samples in cache with :func:`tap_conv`, or once on the whole output (im2col path)."""
     if use_taps(geom, groups, x.shape[-1], x.dtype):
         tap_conv(x, kernel, geom, finish)
-    else:
-        finish(ops.conv_forward(x, kernel, geom, groups, xp=padded_input(x, geom)), 0, x.shape[0])
+        return
+    xp = padded_input(x, geom)
+    run_blocks(lambda n0, n1: finish(ops.conv_forward(x[n0:n1], kernel, geom, groups, xp=xp[n0:n1]), n0, n1),
+               _sample_blocks(x, geom))
 
 
 def tap_conv_input_grad(dy: np.ndarray, kernel: np.ndarray, geom, x_shape, block_rows: int | None = None) -> np.ndarray:
