@@ -291,6 +291,62 @@ def test_inference_keeps_nothing(rng):
         layer.backward(np.zeros((2, 3)))
 
 
+SKIP_CASES = {
+    "LSTM": lambda: layers.LSTM(3, bias_initializer="random_normal"),
+    "LSTM-seq-back-softsign": lambda: layers.LSTM(3, return_sequences=True, go_backwards=True, activation="softsign"),
+    "LSTM-state": lambda: layers.LSTM(3, return_state=True, use_bias=False),
+    "GRU": lambda: layers.GRU(3),
+    "SimpleRNN-seq": lambda: layers.SimpleRNN(3, return_sequences=True),
+    "Bidirectional": lambda: layers.Bidirectional(layers.LSTM(2, return_sequences=True)),
+}
+
+
+@pytest.mark.parametrize("name", list(SKIP_CASES))
+def test_input_gradient_skipped_when_not_needed(rng, name):
+    """With ``_input_grad_needed = False`` (the engine's hint in a training step) backward returns
+    None and the weight gradients are exactly those of a full backward."""
+    layer = SKIP_CASES[name]()
+    x = rng.normal(size=(2, 4, 3))
+    y = layer(x, training=True)
+    dy = [rng.normal(size=a.shape) for a in y] if isinstance(y, list) else rng.normal(size=y.shape)
+    layer.zero_grad()
+    dx = layer.backward(dy)
+    assert dx.shape == x.shape
+    full = {key: value.copy() for key, value in layer.grads.items()}
+    layer.zero_grad()
+    layer(x, training=True)
+    layer._input_grad_needed = False
+    try:
+        assert layer.backward(dy) is None
+    finally:
+        layer._input_grad_needed = True
+    assert set(layer.grads) == set(full)
+    for key, value in full.items():
+        np.testing.assert_array_equal(layer.grads[key], value, err_msg=key)
+    if name == "Bidirectional":
+        assert layer.forward_layer._input_grad_needed and layer.backward_layer._input_grad_needed
+
+
+def test_lstm_float16_follows_float64(rng):
+    """float16 (no BLAS gemm for it: the fallback accumulation) computes the same LSTM to float16 precision."""
+    x = rng.normal(size=(2, 5, 3))
+    wide = layers.LSTM(4, return_sequences=True, bias_initializer="random_normal", dtype="float64")
+    wide(x)
+    half = layers.LSTM(4, return_sequences=True, dtype="float16")
+    half(x)
+    half.set_weights(wide.get_weights())
+    dy = rng.normal(size=(2, 5, 4))
+    outputs, grads = [], []
+    for layer in (wide, half):
+        outputs.append(layer(x, training=True))
+        grads.append(layer.backward(dy))
+    assert outputs[1].dtype == np.float16 and grads[1].dtype == np.float16
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=1e-2)
+    np.testing.assert_allclose(grads[1], grads[0], rtol=0, atol=5e-2)
+    for key in wide.grads:
+        np.testing.assert_allclose(half.grads[key], wide.grads[key], rtol=0, atol=5e-2, err_msg=key)
+
+
 def test_lstm_classifier_trains_end_to_end(rng):
     """LSTM -> Dense on the last state, softmax cross-entropy, plain SGD: the loss falls."""
     n, steps = 64, 8

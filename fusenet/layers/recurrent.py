@@ -281,7 +281,7 @@ class SimpleRNN(_RNNBase):
 
     def _loop(self, G, training):
         steps, batch, units = G.shape
-        R = self._params["recurrent_kernel"]
+        R = np.ascontiguousarray(self._params["recurrent_kernel"])  # orthogonal init is F-ordered
         act = self.activation
         H = np.empty((steps + 1, batch, units), dtype=G.dtype)
         H[0] = 0.0
@@ -561,7 +561,7 @@ class GRU(_RNNBase):
     def _loop(self, G, training):
         steps, batch, _ = G.shape
         u = self.units
-        R = self._params["recurrent_kernel"]
+        R = np.ascontiguousarray(self._params["recurrent_kernel"])  # orthogonal init is F-ordered
         act, rec = self.activation, self.recurrent_activation
         dtype = G.dtype
         H = np.empty((steps + 1, batch, u), dtype=dtype)
@@ -791,13 +791,19 @@ class Bidirectional(Layer):
         if self.return_sequences and dyb is not None:
             dyb = dyb[:, ::-1]
         grads = []
+        skip = not self._input_grad_needed  # pass the engine's hint on to both directions
         for sub, dout, dst, like in ((self.forward_layer, dyf, dstates[:n_states], yf),
                                      (self.backward_layer, dyb, dstates[n_states:], yb)):
-            if sub.return_state:
-                grads.append(sub.backward([dout, *dst]))
-            else:
-                grads.append(sub.backward(np.zeros_like(like) if dout is None else dout))
-        return grads[0] + grads[1]
+            before = sub._input_grad_needed
+            sub._input_grad_needed = before and not skip
+            try:
+                if sub.return_state:
+                    grads.append(sub.backward([dout, *dst]))
+                else:
+                    grads.append(sub.backward(np.zeros_like(like) if dout is None else dout))
+            finally:
+                sub._input_grad_needed = before
+        return None if skip else grads[0] + grads[1]
 
     def compute_output_shape(self, input_shape):
         shape = self.forward_layer.compute_output_shape(input_shape)
