@@ -21,8 +21,7 @@ import math
 
 import numpy as np
 
-from .._blas import gemm as _gemm
-from ..fusion._conv_taps import BLOCK_ROWS, use_taps
+from ..fusion._conv_taps import BLOCK_ROWS, TapGemms, use_taps
 from ..layers import _conv_ops as ops
 
 __all__ = []  # private module
@@ -199,15 +198,16 @@ class ConvRunner:
             buf = ws["block"]
             valid_index = (slice(None),) + tuple(slice(0, o) for o in spec.geom.out_sizes)
             shape = tuple(spec.geom.spans) + (spec.filters,)
+            gemms = TapGemms(spec.filters, spec.dtype)  # raw cblas calls, pointers computed here once
+            for w, off in zip(spec.w_taps, spec.offsets):
+                gemms.add(rows_x, off, w)
             blocks = []
             for n0 in range(0, batch, step):
                 n1 = min(n0 + step, batch)
                 q0, q1 = n0 * per_sample, min(n1 * per_sample, last_row)
-                calls = [(rows_x[q0 + off:q1 + off], w_t, 0.0 if t == 0 else 1.0)
-                         for t, (w_t, off) in enumerate(zip(spec.w_taps, spec.offsets))]
                 valid = buf[:(n1 - n0) * per_sample].reshape((n1 - n0,) + shape)[valid_index]
-                blocks.append((buf[:q1 - q0], calls, self._finisher(valid, (slice(n0, n1),))))
-            self._blocks = blocks
+                blocks.append((q0, q1, buf[:q1 - q0], self._finisher(valid, (slice(n0, n1),))))
+            self._blocks, self._gemms = blocks, gemms
             self._run = self._run_taps
         elif spec.method == "depthwise":
             tmp = ws["tap"]
@@ -278,10 +278,9 @@ class ConvRunner:
 
     # ------------------------------------------------------------ the four methods
     def _run_taps(self):
-        gemm = _gemm
-        for out, calls, finish in self._blocks:
-            for a, w, beta in calls:  # out = rows of the tap @ its kernel slice (+ out)
-                gemm(a, w, out, beta)
+        run = self._gemms.run
+        for q0, q1, out, finish in self._blocks:
+            run(q0, q1, out)  # out = sum over taps of rows q0 + off .. q1 + off of the input @ the tap's kernel
             for f in finish:
                 f()
 
