@@ -283,7 +283,8 @@ class ConvStage:
 
     def _bn_forward(self, z: np.ndarray, z2: np.ndarray):
         """``(norm, y)``: BatchNormalization of ``z`` (``z`` becomes ``z - mean``), then ReLU when it is
-        the stage's activation; the arithmetic of :meth:`BatchNormalization.forward`, with one output array."""
+        the stage's activation; the arithmetic of :meth:`BatchNormalization.forward` (its own blocked
+        reductions), with one output array, on the layer's widened working view."""
         bn = self.bn
         chan = bn._channels(z.shape)
         zw = chan.work(z)
@@ -292,8 +293,7 @@ class ConvStage:
         if bn.trainable:  # batch statistics
             count = chan.count
             mean = chan.sum(zw) * (1.0 / count)
-            zw -= chan.param(mean)
-            var = chan.sum_prod(zw, zw) * (1.0 / count)
+            var = chan.center(zw, mean, zw) * (1.0 / count)
             momentum = bn.momentum
             for key, stat in (("moving_mean", mean), ("moving_variance", var)):
                 moving = bn._state[key]
@@ -310,15 +310,19 @@ class ConvStage:
             if bn.center:
                 shift += beta
         y2 = np.empty_like(z2)
-        for sl in row_blocks(z2.shape[0], z2.shape[1], z2.itemsize):
-            yb = y2[sl]
-            np.multiply(z2[sl], k, out=yb)
-            if shift is not None:
-                yb += shift
+        yw = chan.work(y2)
+        kw = chan.param(k)
+        shiftw = None if shift is None else chan.param(shift)
+        meanw = None if bn.trainable else chan.param(mean)
+        for sl in chan.row_blocks(zw):
+            yb = yw[sl]
+            np.multiply(zw[sl], kw, out=yb)
+            if shiftw is not None:
+                yb += shiftw
             if self.relu:
                 np.maximum(yb, 0, out=yb)
-            if not bn.trainable:
-                z2[sl] -= mean
+            if meanw is not None:
+                zw[sl] -= meanw
         return Norm(chan, inv, bn.trainable), y2
 
     # ------------------------------------------------------------ training backward
@@ -332,38 +336,57 @@ class ConvStage:
         input gradient is not wanted (the layer reads a model's input); returns ``None``.
         """
         dy2 = as_rows(np.ascontiguousarray(dy, dtype=cache.xp.dtype))
-        g2, own = activation_grad(self.act, cache.pre, cache.post, dy2, own)
-        return self.conv_backward(self.bn_backward(g2, cache, own), cache, inner, need_dx=need_dx)
+        if cache.norm is not None and (self.act is None or self.relu):
+            dz2 = self.bn_backward(dy2, cache, own, relu=self.relu)  # ReLU's derivative in the BN's first pass
+        else:
+            g2, own = activation_grad(self.act, cache.pre, cache.post, dy2, own)
+            dz2 = self.bn_backward(g2, cache, own)
+        return self.conv_backward(dz2, cache, inner, need_dx=need_dx)
 
-    def bn_backward(self, g2: np.ndarray, cache: StageCache, own: bool) -> np.ndarray:
+    def bn_backward(self, g2: np.ndarray, cache: StageCache, own: bool, relu: bool = False) -> np.ndarray:
         """``dz`` from ``g`` (the gradient after the activation), BN grads added; in place when ``own``.
 
-        The arithmetic of :meth:`BatchNormalization.backward`, by blocks into one buffer."""
+        With ``relu``, ``g2`` is the gradient *before* the ReLU and its derivative (``g * (y > 0)``)
+        is applied block by block in the first pass. The arithmetic of :meth:`BatchNormalization.backward`
+        (its own blocked sums), in two blocked passes over the layer's widened working view:
+        ``g``, ``dbeta = sum(g)`` and ``s = sum(g * xc)``, then ``dz = g * k + xc * a + b``."""
         norm = cache.norm
         if norm is None:
             return g2
         bn, chan, inv = self.bn, norm.channels, norm.inv
-        gw, xcw = chan.work(g2), chan.work(cache.xc)
-        dbeta = chan.sum(gw)
-        s = chan.sum_prod(gw, xcw)
+        out = g2 if own else np.empty_like(g2)
+        gw, xcw, ow = chan.work(g2), chan.work(cache.xc), chan.work(out)
+        blocks = chan.row_blocks(gw)
+        if relu:
+            postw = chan.work(cache.post)
+            mask = np.empty((blocks[0].stop - blocks[0].start, gw.shape[1]), dtype=bool)
+
+            def before(sl):
+                m = mask[:sl.stop - sl.start]
+                np.greater(postw[sl], 0, out=m)
+                np.multiply(gw[sl], m, out=ow[sl])
+
+            dbeta, s = chan.grad_sums(ow, xcw, before)
+            gw = ow
+        else:
+            dbeta, s = chan.grad_sums(gw, xcw)
         if bn.scale:
             bn._grads["gamma"] += (s * inv).reshape(bn._grads["gamma"].shape)
         if bn.center:
             bn._grads["beta"] += dbeta.reshape(bn._grads["beta"].shape)
         k = inv * bn._params["gamma"].reshape(-1) if bn.scale else inv
-        out = g2 if own else np.empty_like(g2)
-        blocks = row_blocks(g2.shape[0], g2.shape[1], g2.itemsize)
+        kw = chan.param(k)
         if norm.batch:
-            a = k * inv * inv * s * (-1.0 / chan.count)
-            c = k * dbeta * (-1.0 / chan.count)
-            tmp = np.empty((blocks[0].stop, g2.shape[1]), dtype=g2.dtype)
+            aw = chan.param(k * inv * inv * s * (-1.0 / chan.count))
+            cw = chan.param(k * dbeta * (-1.0 / chan.count))
+            tmp = np.empty((blocks[0].stop - blocks[0].start, gw.shape[1]), dtype=gw.dtype)
         for sl in blocks:
-            ob = out[sl]
-            np.multiply(g2[sl], k, out=ob)
+            ob = ow[sl]
+            np.multiply(gw[sl], kw, out=ob)
             if norm.batch:
-                t = np.multiply(cache.xc[sl], a, out=tmp[:sl.stop - sl.start])
+                t = np.multiply(xcw[sl], aw, out=tmp[:ob.shape[0]])
                 ob += t
-                ob += c
+                ob += cw
         return out
 
     def conv_backward(self, dz2: np.ndarray, cache: StageCache, inner: bool = False, need_dx: bool = True):

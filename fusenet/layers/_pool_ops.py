@@ -96,18 +96,65 @@ def max_pool_argmax(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     return idx
 
 
+#: bytes of input per block of samples in the tiling max-pool backward (the block's temporaries stay in L2)
+POOL_BLOCK_BYTES = 1 << 19
+
+
+def _tiles(geom: ConvGeometry) -> bool:
+    """Windows that tile (part of) the input: strides equal to the pool size, no padding on either side."""
+    return (not any(geom.pad_before) and geom.strides == geom.kernel_sizes
+            and all(o * k <= n for o, k, n in zip(geom.out_sizes, geom.kernel_sizes, geom.in_sizes)))
+
+
+def _max_pool_backward_tiles(dy: np.ndarray, x: np.ndarray, y: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """:func:`max_pool_backward` for tiling windows, by blocks of samples: per window tap,
+    ``dx_tap = rest * (x_tap == y)`` then ``rest -= dx_tap`` (``rest`` starts as ``dy`` and becomes 0
+    once the first maximum of its window took it), so that only the first maximum gets ``dy``. Every
+    input element belongs to at most one window: each tap's slice is written once (no zero fill but
+    for the elements past the last window)."""
+    dx = np.empty((dy.shape[0],) + geom.in_sizes + (dy.shape[-1],), dtype=dy.dtype)
+    covered = tuple(o * k for o, k in zip(geom.out_sizes, geom.kernel_sizes))
+    for a, (c, n) in enumerate(zip(covered, geom.in_sizes)):
+        if c < n:
+            dx[(slice(None),) * (a + 1) + (slice(c, n),)] = 0
+    taps = _taps(geom)
+    per_sample = max(1, x[0].nbytes)
+    step = max(1, POOL_BLOCK_BYTES // per_sample)
+    shape = (min(step, dy.shape[0]),) + dy.shape[1:]
+    rest_buf = np.empty(shape, dtype=dy.dtype)
+    hit_buf = np.empty(shape, dtype=bool)
+    for n0 in range(0, dy.shape[0], step):
+        n1 = min(n0 + step, dy.shape[0])
+        rest, hit = rest_buf[:n1 - n0], hit_buf[:n1 - n0]
+        np.copyto(rest, dy[n0:n1])
+        yb = y[n0:n1]
+        for t, tap in enumerate(taps):
+            index = (slice(n0, n1),) + tuple(slice(k, k + o * s, s) for k, o, s in
+                                             zip(tap, geom.out_sizes, geom.strides))
+            dst = dx[index]
+            np.equal(x[index], yb, out=hit)
+            np.multiply(rest, hit, out=dst)
+            if t < len(taps) - 1:
+                rest -= dst
+    return dx
+
+
 def max_pool_backward(dy: np.ndarray, x: np.ndarray, y: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """``dx`` of :func:`max_pool_forward`: each ``dy[o]`` goes to the input element PyTorch picks.
 
     Without NaN in ``y``, the chosen element is the first one (row-major over the window) equal
     to the maximum: per window tap, ``hit = (x_tap == y) and not found``, ``found |= hit`` and a
-    strided-slice write of ``dy * hit`` (added when windows overlap, stride < pool). With NaN, the
+    strided-slice write of ``dy * hit`` (added when windows overlap, stride < pool); windows that
+    tile the input run by blocks of samples (:func:`_max_pool_backward_tiles`). With NaN, the
     exact scan of :func:`max_pool_argmax` decides.
     """
+    nan = bool(np.isnan(y).any())
+    if not nan and _tiles(geom):
+        return _max_pool_backward_tiles(dy, x, y, geom)
     dx = np.zeros((dy.shape[0],) + geom.in_sizes + (dy.shape[-1],), dtype=dy.dtype)
     overlap = any(s < k for s, k in zip(geom.strides, geom.kernel_sizes))
     taps = _taps(geom)
-    argmax = max_pool_argmax(x, geom) if np.isnan(y).any() else None
+    argmax = max_pool_argmax(x, geom) if nan else None
     found = None
     hit = np.empty(dy.shape, dtype=bool)
     for t, tap in enumerate(taps):

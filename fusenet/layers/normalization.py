@@ -135,6 +135,10 @@ def _standardize_backward(dxhat, xhat, inv, axes, count):
     return dx
 
 
+#: bytes of one block of rows in BatchNormalization's blocked passes (a few blocks fit the L2 cache)
+BLOCK_BYTES = 1 << 18
+
+
 class _Channels:
     """Per-channel reductions and broadcasts for BatchNormalization on a merged view.
 
@@ -143,6 +147,11 @@ class _Channels:
     *wider* matrix ``(m / r, p * r)`` (a free reshape, ``r`` a power of two dividing ``m``) with the
     channel vectors tiled ``r`` times, so that broadcasting ufuncs run long inner loops even for
     few channels, and row sums are BLAS GEMVs folded back to ``p`` entries.
+
+    The passes that need a sum of what they just computed (:meth:`center`, :meth:`grad_sums`) run by
+    blocks of rows of about :data:`BLOCK_BYTES` and add up per-block sums, so that each block is summed
+    while it is in cache. The fused convolution layers call the very same methods, so that they
+    reproduce the layer's numbers bit for bit.
     """
 
     def __init__(self, view, red, pshape):
@@ -182,6 +191,47 @@ class _Channels:
         if self.rep:
             return self._fold(np.einsum("ij,ij->j", a, b))
         return np.multiply(a, b).sum(axis=self.red).reshape(-1)
+
+    def row_blocks(self, a) -> list:
+        """Slices of about :data:`BLOCK_BYTES` over the rows of the working matrix ``a`` (one slice over
+        everything in the general keepdims case)."""
+        if not self.rep:
+            return [slice(None)]
+        step = max(1, BLOCK_BYTES // max(1, a.shape[1] * a.itemsize))
+        return [slice(r, min(r + step, a.shape[0])) for r in range(0, a.shape[0], step)]
+
+    def center(self, xw, mean, out):
+        """``out = xw - mean`` (``out`` may be ``xw`` itself) and the per-channel ``sum(out ** 2)``, in one
+        pass by blocks of rows."""
+        m = self.param(mean)
+        if not self.rep:
+            np.subtract(xw, m, out=out)
+            return self.sum_prod(out, out)
+        acc = np.zeros(out.shape[1], dtype=out.dtype)
+        for sl in self.row_blocks(out):
+            ob = out[sl]
+            np.subtract(xw[sl], m, out=ob)
+            acc += np.einsum("ij,ij->j", ob, ob)
+        return self._fold(acc)
+
+    def grad_sums(self, g, xc, before=None):
+        """``(sum(g), sum(g * xc))`` per channel, in one pass by blocks of rows; ``before(rows)``, when
+        given, is called first on each block (e.g. to compute that block of ``g``)."""
+        if not self.rep:
+            if before is not None:
+                before(slice(None))
+            return self.sum(g), self.sum_prod(g, xc)
+        blocks = self.row_blocks(g)
+        ones = np.ones(blocks[0].stop - blocks[0].start, dtype=g.dtype)
+        acc_g = np.zeros(g.shape[1], dtype=g.dtype)
+        acc_p = np.zeros(g.shape[1], dtype=g.dtype)
+        for sl in blocks:
+            if before is not None:
+                before(sl)
+            gb = g[sl]
+            acc_g += ones[:gb.shape[0]] @ gb
+            acc_p += np.einsum("ij,ij->j", gb, xc[sl])
+        return self._fold(acc_g), self._fold(acc_p)
 
 
 class _GammaBetaMixin:
@@ -288,8 +338,8 @@ class BatchNormalization(_GammaBetaMixin, Layer):
         if training and self.trainable:
             count = ops.count
             mean = ops.sum(xw) * (1.0 / count)
-            xc = xw - ops.param(mean)
-            var = ops.sum_prod(xc, xc) * (1.0 / count)
+            xc = np.empty_like(xw)
+            var = ops.center(xw, mean, xc) * (1.0 / count)
             mom = self.momentum
             for key, stat in (("moving_mean", mean), ("moving_variance", var)):
                 moving = self._state[key]
@@ -324,8 +374,7 @@ class BatchNormalization(_GammaBetaMixin, Layer):
         xc, inv, batch_stats = self._saved()
         ops = self._channels(dy.shape)
         dyw = ops.work(dy)
-        dbeta = ops.sum(dyw)
-        s = ops.sum_prod(dyw, xc)  # sum(dy * (x - mean)); dgamma = s * inv
+        dbeta, s = ops.grad_sums(dyw, xc)  # sum(dy), sum(dy * (x - mean)); dgamma = s * inv
         if self.scale:
             self._grads["gamma"] += (s * inv).reshape(self._grads["gamma"].shape)
         if self.center:
