@@ -59,6 +59,29 @@ def test_dense_variants(rng, dtype, training, use_bias, make, cls):
     check_fused_equals_unfused(lambda: make(use_bias, dtype), x, training, cls)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("shape", [(130, 7), (3, 50, 7)], ids=["rows", "leading_axes"])
+def test_dense_inference_on_many_rows_uses_the_transposed_kernel_gemm(rng, dtype, use_bias, shape):
+    from fusenet.fusion.dense import NT_ROWS, dense_into
+
+    def make():
+        return [layers.Dense(9, use_bias=use_bias, dtype=dtype), layers.BatchNormalization(), layers.ReLU(),
+                layers.Dropout(0.2, seed=3)]
+
+    x = rng.normal(size=shape).astype(dtype)
+    assert x.size // shape[-1] >= NT_ROWS  # the GEMM path on NumPy's own BLAS
+    fused = check_fused_equals_unfused(make, x, training=False, expected_class=FusedDenseBNActivation)
+    strided = rng.normal(size=(NT_ROWS, 14)).astype(dtype)[:, ::2]  # rows without unit stride: np.matmul
+    kernel = rng.normal(size=(7, 9)).astype(dtype)
+    bias = rng.normal(size=9).astype(dtype) if use_bias else None
+    for a in (strided, np.ascontiguousarray(strided)):
+        out = dense_into(a, np.empty((NT_ROWS, 9), dtype=dtype), kernel, np.ascontiguousarray(kernel.T), bias)
+        np.testing.assert_allclose(out, a @ kernel + (0 if bias is None else bias), rtol=1e-5 if dtype == np.float32
+                                   else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)
+    assert fused[0](x).shape == shape[:-1] + (9,)
+
+
 def test_nothing_to_fuse_returns_the_same_objects():
     seq = [layers.Dense(3, activation="relu"), layers.Flatten(), layers.Dense(2, activation="softmax")]
     out = LayerBuilder.optimize_sequence(seq)

@@ -194,7 +194,7 @@ def test_code_shows_kernels_views_and_calls():
     code = compiled.code
     assert "(None, 5, 5, 3)" in code  # shapes with the dynamic batch axis
     assert "flat (Flatten), view" in code
-    assert "_matmul(flat, head_kernel, out=head)" in code
+    assert "head_gemm(flat, head)" in code  # the GEMM and the bias into the planned output
     assert "head[...] = head_act(head)" in code  # softmax on the whole output
 
 

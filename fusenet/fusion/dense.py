@@ -3,10 +3,11 @@
 Inference: the BatchNormalization is folded into the kernel and bias once
 (:func:`~fusenet.fusion.folding.fold_batchnorm`), and the folded kernel is kept transposed,
 ``(units, in)`` contiguous, next to it (OpenBLAS runs ``x @ W`` as ``x @ (W^T)^T`` markedly faster on
-2 threads at the MLP's shapes: 1.3-1.4 ms against 1.65 for the three GEMMs of the reference MLP).
-So the block is: the bias broadcast into a fresh output array, one accumulating GEMM on NumPy's own
-BLAS (:func:`fusenet._blas.gemm`, ``out = x @ W + out``) and the activation in place on that
-output while it is in cache (ReLU with ``out=``); Dropout is the identity and costs nothing.
+2 threads at the MLP's shapes: 1.3-1.4 ms against 1.65 for the three GEMMs of the reference MLP at
+256 rows; on fewer than :data:`NT_ROWS` rows ``np.matmul`` on ``W`` is the faster one). So the block
+is: the bias broadcast into a fresh output array, one accumulating GEMM on NumPy's own BLAS
+(:func:`fusenet._blas.gemm`, ``out = x @ W + out``) and the activation in place on that output while
+it is in cache (ReLU with ``out=``); Dropout is the identity and costs nothing.
 
 Training: the same parameters as the unfused layers (the Dense kernel and bias, BN gamma and
 beta, which keep receiving their own gradients) with batch statistics, the moving statistics
@@ -28,7 +29,28 @@ from .base import FusedLayer
 from .folding import fold_batchnorm, fold_dense_dense
 
 __all__ = ["FusedDenseBNActivation", "FusedDenseDropoutActivation", "FusedDenseActivation", "FusedAffineDense",
-           "is_plain_relu", "activation_of"]
+           "is_plain_relu", "activation_of", "NT_ROWS", "dense_into"]
+
+#: rows from which the inference GEMM runs on the transposed kernel through :func:`fusenet._blas.gemm`
+#: (measured, 2 threads: 256 rows 1.31-1.39 ms against 1.65 for np.matmul; 8 and 64 rows: np.matmul faster)
+NT_ROWS = 128
+
+
+def dense_into(x2, out, kernel, kernel_t, bias):
+    """``out = x2 @ kernel + bias`` (2-D, ``out`` preallocated): for :data:`NT_ROWS` rows or more and unit-stride
+    rows, the bias broadcast into ``out`` and one accumulating GEMM ``out = x2 @ kernel_t^T + out`` on NumPy's
+    own BLAS; otherwise ``np.matmul`` and the bias added in place. Returns ``out``."""
+    if (kernel_t is not None and x2.shape[0] >= NT_ROWS and x2.dtype == out.dtype == kernel_t.dtype
+            and out.dtype in GEMM_DTYPES and (x2.strides[1] == x2.itemsize or x2.shape[1] == 1)
+            and out.strides[1] == out.itemsize):
+        if bias is None:
+            return gemm(x2, kernel_t, out, 0.0, trans_b=True)
+        np.copyto(out, bias)
+        return gemm(x2, kernel_t, out, 1.0, trans_b=True)
+    np.matmul(x2, kernel, out=out)
+    if bias is not None:
+        np.add(out, bias, out=out)
+    return out
 
 
 class _FusedDenseStages(FusedLayer):
@@ -79,31 +101,27 @@ class _FusedDenseStages(FusedLayer):
                               bn._state["moving_mean"], bn._state["moving_variance"], bn.epsilon)
 
     def _inference_weights(self):
-        """``(kernel^T (units, in) contiguous, bias)`` of the current folded weights (made once per fold)."""
+        """``(kernel, kernel^T (units, in) contiguous, bias)`` of the current folded weights (made once per fold)."""
         folded = self.folded()
         cached = self._gemm_weights
         if cached is None or cached[0] is not folded:
             kernel, bias = folded
-            cached = (folded, np.ascontiguousarray(kernel.T), bias)
+            cached = (folded, kernel, np.ascontiguousarray(kernel.T), bias)
             self._gemm_weights = cached
-        return cached[1], cached[2]
+        return cached[1:]
 
     def _inference(self, x):
-        kernel_t, bias = self._inference_weights()
-        units, width = kernel_t.shape
-        dtype = kernel_t.dtype
+        kernel, kernel_t, bias = self._inference_weights()
+        width, units = kernel.shape
         x2 = x.reshape(-1, width) if x.ndim != 2 else x
-        if x.dtype != dtype or dtype not in GEMM_DTYPES or (x2.strides[-1] != x2.itemsize and width > 1):
-            z = x @ kernel_t.T  # another dtype or layout: NumPy's own matmul
-            if bias is not None:
-                z += bias
-        else:
-            z = np.empty((x2.shape[0], units), dtype=dtype)
-            if bias is not None:
-                np.copyto(z, bias)  # the bias first, then z = x @ W + z in the GEMM itself
-            gemm(x2, kernel_t, z, 0.0 if bias is None else 1.0, trans_b=True)
+        if x.dtype == kernel.dtype:
+            z = dense_into(x2, np.empty((x2.shape[0], units), dtype=kernel.dtype), kernel, kernel_t, bias)
             if x.ndim != 2:
                 z = z.reshape(x.shape[:-1] + (units,))
+        else:  # (a direct forward call on another dtype: NumPy's promotion, as the Dense layer)
+            z = x @ kernel
+            if bias is not None:
+                z += bias
         if self._relu:
             return np.maximum(z, 0, out=z)
         return apply_activation_(self.activation, z)

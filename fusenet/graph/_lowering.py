@@ -18,6 +18,7 @@ step is made or bound, never per call.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from ..fusion._conv_chain import FusedConvBNActivation, FusedConvBNActivationPool, FusedDepthwiseSeparableBNActivation
 from ..fusion._conv_residual import FusedResidualConvBlock
 from ..fusion._conv_stage import act_epilogue
-from ..fusion.dense import FusedAffineDense, _FusedDenseStages, is_plain_relu
+from ..fusion.dense import NT_ROWS, FusedAffineDense, _FusedDenseStages, dense_into, is_plain_relu
 from ..fusion.patterns import bn_condition
 from ..layers import _conv_ops as ops
 from ..layers._depthwise_conv import DepthwiseConv2D
@@ -138,27 +139,32 @@ def _act_lines(ctx, step, fn, target):
 
 # ---------------------------------------------------------------- Dense
 class DenseStep(Step):
-    """``y = act(x @ kernel + bias)``: one GEMM into the output, the bias and the activation in place."""
+    """``y = act(x @ kernel + bias)``: one GEMM into the output, with the bias (:func:`~fusenet.fusion.dense.dense_into`:
+    on :data:`~fusenet.fusion.dense.NT_ROWS` rows or more, the bias broadcast first and one accumulating GEMM on the
+    transposed kernel), then the activation in place."""
 
     def __init__(self, node, name, kernel, bias, act, snapshots=()):
         super().__init__(node, name, node.inputs[:1], [(node.id, 0)], snapshots)
         self.kernel, self.bias, self.act = kernel, bias, act
+        self.kernel_t = None  # made on the first binding with enough rows
 
     def emit(self, ctx):
         x, out = self.inputs[0], self.outputs[0]
         units = self.kernel.shape[-1]
         x2, self._bind_x = _rows(ctx, x, self.sym("x"), self.kernel.shape[0])
         y2, self._bind_y = _rows(ctx, out, self.sym("y"), units)
-        lines = [f"_matmul({x2}, {self.sym('kernel')}, out={y2})"]
-        if self.bias is not None:
-            lines.append(f"_add({y2}, {self.sym('bias')}, out={y2})")
+        lines = [f"{self.sym('gemm')}({x2}, {y2})"]
         elementwise = self.act is None or getattr(self.act, "elementwise", False)
         return lines + _act_lines(ctx, self, self.act, y2 if elementwise else ctx.name(out))
 
     def bind(self, ctx):
-        out = {self.sym("kernel"): self.kernel}
-        if self.bias is not None:
-            out[self.sym("bias")] = self.bias
+        rows = math.prod(ctx.array(self.outputs[0]).shape[:-1])
+        kernel_t = None
+        if rows >= NT_ROWS:
+            if self.kernel_t is None:
+                self.kernel_t = np.ascontiguousarray(self.kernel.T)
+            kernel_t = self.kernel_t
+        out = {self.sym("gemm"): functools.partial(dense_into, kernel=self.kernel, kernel_t=kernel_t, bias=self.bias)}
         if self.act is not None and not is_plain_relu(self.act):
             out[self.sym("act")] = self.act.forward
         if self._bind_x:
