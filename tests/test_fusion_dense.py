@@ -82,6 +82,36 @@ def test_dense_inference_on_many_rows_uses_the_transposed_kernel_gemm(rng, dtype
     assert fused[0](x).shape == shape[:-1] + (9,)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_first_layer_skips_the_input_gradient_in_a_training_step(rng, dtype):
+    def make():
+        return [layers.Dense(6, dtype=dtype), layers.BatchNormalization(), layers.ReLU(), layers.Dropout(0.2, seed=4),
+                layers.Dense(3, dtype=dtype)]
+
+    x = rng.normal(size=(8, 5)).astype(dtype)
+    fused = LayerBuilder.optimize_sequence(make(), training=True)
+    reference = copy.deepcopy(fused)
+    dy = rng.normal(size=(8, 3)).astype(dtype)
+    for layers_, skip in ((fused, True), (reference, False)):
+        h = x
+        for layer in layers_:
+            h = layer(h, training=True)
+        for layer in layers_:
+            layer.zero_grad()
+        layers_[0]._input_grad_needed = not skip
+        g = dy
+        for layer in reversed(layers_):
+            g = layer.backward(g)
+        assert (g is None) == skip
+    for a, b in zip(fused, reference):
+        for name in a.grads:
+            np.testing.assert_array_equal(a.grads[name], b.grads[name])
+    plain = layers.Dense(3, dtype=dtype)
+    plain(x, training=True)
+    plain._input_grad_needed = False
+    assert plain.backward(dy) is None and np.abs(plain.grads["kernel"]).sum() > 0
+
+
 def test_nothing_to_fuse_returns_the_same_objects():
     seq = [layers.Dense(3, activation="relu"), layers.Flatten(), layers.Dense(2, activation="softmax")]
     out = LayerBuilder.optimize_sequence(seq)

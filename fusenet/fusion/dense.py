@@ -53,6 +53,16 @@ def dense_into(x2, out, kernel, kernel_t, bias):
     return out
 
 
+def _accumulate_kernel_grad(x2, g2, grad):
+    """``grad += x2^T @ g2`` (``grad`` the kernel's gradient, ``(in, units)``): one accumulating GEMM on NumPy's own
+    BLAS (no product array and no second pass) where the layouts allow, else NumPy."""
+    if (grad.dtype in GEMM_DTYPES and x2.dtype == g2.dtype == grad.dtype and grad.flags.c_contiguous
+            and x2.strides[1] == x2.itemsize and g2.strides[1] == g2.itemsize):
+        gemm(x2, g2, grad, 1.0, trans_a=True)
+    else:
+        grad += x2.T @ g2
+
+
 class _FusedDenseStages(FusedLayer):
     """Dense, then some of BN / activation / Dropout in the order of the source layers.
 
@@ -177,9 +187,11 @@ class _FusedDenseStages(FusedLayer):
             g = self._bn_backward(g, bn_cache)
         dense = self.dense
         g2 = g.reshape(-1, g.shape[-1])
-        dense._grads["kernel"] += x.reshape(-1, x.shape[-1]).T @ g2
+        _accumulate_kernel_grad(x.reshape(-1, x.shape[-1]), g2, dense._grads["kernel"])
         if dense.use_bias:
             dense._grads["bias"] += g2.sum(axis=0)
+        if not self._input_grad_needed:  # the model's input: nobody reads this gradient
+            return None
         return g @ dense._params["kernel"].T
 
     def _bn_backward(self, g, cache):

@@ -128,6 +128,8 @@ class Dense(Layer):
         self._grads["kernel"] += x.reshape(-1, x.shape[-1]).T @ dz2
         if self.use_bias:
             self._grads["bias"] += dz2.sum(axis=0)
+        if not self._input_grad_needed:  # the model's input: nobody reads this gradient (see Layer)
+            return None
         return dz @ kernel.T
 
     def compute_output_shape(self, input_shape):
