@@ -148,7 +148,8 @@ NARROW_CONFIGS = {
 def test_few_channel_stem(rng, monkeypatch, small_blocks, dtype, config):
     """A stride-1 convolution of few input channels (the 3-channel stem) gathers its patches per block
     of rows and writes one GEMM per block into a zero-bordered buffer (with a dilated last axis the
-    patches keep taps and channels as two axes); a geometry that is not bordered takes im2col."""
+    patches keep taps and channels as two axes); a geometry that is not bordered takes im2col (its
+    output also goes into a zero-bordered buffer)."""
     cls, kwargs, shape = NARROW_CONFIGS[config]
     x = rng.normal(size=shape).astype(dtype)
     calls = _spy(monkeypatch, _conv_taps, "narrow_conv_bordered")
@@ -156,7 +157,7 @@ def test_few_channel_stem(rng, monkeypatch, small_blocks, dtype, config):
                                                 layers.Activation("gelu")], x, False, FusedConvBNActivation)
     bordered = kwargs["kernel_size"] != (1, 3)  # (1, 3) "same" pads no rows: not the bordered geometry
     assert bool(calls) == bordered
-    assert (_conv_taps.bordered_base(fused[0](x)) is not None) == bordered
+    assert _conv_taps.bordered_base(fused[0](x)) is not None  # the im2col path writes such a buffer too
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -569,9 +569,11 @@ def conv_infer(x: np.ndarray, kernel: np.ndarray, geom, groups: int = 1, bias=No
         return tap_conv_forward(x, kernel, geom, bias=bias, epilogue=epilogue)
     xp = padded_input(x, geom)
     blocks = _sample_blocks(x, geom)
-    if len(blocks) < 2:
+    shape = (x.shape[0],) + tuple(geom.out_sizes) + (kernel.shape[-1],)
+    if len(blocks) < 2 and not BORDERED:
         return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue, xp=xp)
-    y = np.empty((x.shape[0],) + tuple(geom.out_sizes) + (kernel.shape[-1],), dtype=x.dtype)
+    # a spatial output goes into a zero-bordered buffer: a following 3x3 convolution reads it unpadded
+    y = bordered(shape, x.dtype)[1] if all(o > 1 for o in geom.out_sizes) else np.empty(shape, dtype=x.dtype)
 
     def work(n0, n1):
         y[n0:n1] = ops.conv_forward(x[n0:n1], kernel, geom, groups, bias=bias, epilogue=epilogue, xp=xp[n0:n1])
