@@ -447,3 +447,39 @@ def test_jit_compile_and_train_step_errors():
     compiled = graph.compile(model)
     with pytest.raises(RuntimeError, match="backward\\(\\) needs a preceding call with training=True"):
         compiled.backward(np.zeros((1, 2)))
+
+
+def test_training_plan_puts_dense_input_gradients_in_buffers_planned_by_liveness(rng):
+    from fusenet.fusion import FusedDenseBNActivation
+
+    fused = FusedDenseBNActivation([layers.Dense(7), layers.BatchNormalization(), layers.ReLU()])
+    model = models.Sequential([layers.Input((3, 4)), layers.Flatten(), layers.Dense(9), fused, layers.Dense(6),
+                               layers.Dense(5), layers.Dense(2)])
+    compiled = graph.compile(model)
+    x = rng.normal(size=(4, 3, 4)).astype("float32")
+    y = compiled(x, training=True)
+    trainer = compiled._last_plan.trainer
+    planned = set(trainer.grad_slot)
+    assert len(planned) == 5  # every Dense-family node: the first one reads a Flatten, not the input
+    assert len(set(trainer.grad_slot.values())) == 2  # a chain needs two storages, taken in turn
+    assert "_into(" in compiled.code
+    dy = rng.normal(size=y.shape).astype("float32")
+    for layer in model.layers:
+        layer.zero_grad()
+    dx = compiled.backward(dy)
+    grads = [g.copy() for layer in model.layers for g in layer.grads.values()]
+    bufs = trainer.buffers(4)
+    assert not any(np.may_share_memory(dx, b) for b in bufs.values())  # the Flatten's view of a buffer is copied
+    reference = copy.deepcopy(model)
+    for layer in reference.layers:
+        layer.zero_grad()
+    reference(x, training=True)
+    expected = reference._backward(dy)
+    _assert_close(dx, expected, "float32")
+    _assert_close(grads, [g for layer in reference.layers for g in layer.grads.values()], "float32")
+    kept = dx.copy()
+    compiled(x + 1, training=True)
+    compiled.backward(dy * 2)
+    np.testing.assert_array_equal(dx, kept)  # a later step does not write into a returned gradient
+    assert trainer.buffers(4) is bufs  # made once per batch size
+    assert trainer.buffer_nbytes(4) == sum({id(b.base): b.base.nbytes for b in bufs.values()}.values())

@@ -175,6 +175,11 @@ class _FusedDenseStages(FusedLayer):
         return out
 
     def backward(self, dy):
+        return self._backward_into(dy, None)
+
+    def _backward_into(self, dy, out):
+        """:meth:`backward`, with the input gradient written into ``out`` (an array of the input's shape the
+        caller owns, e.g. a buffer of a compiled training plan) when given; ``dy`` is only read."""
         x, bn_cache, mask, pre, post = self._saved()
         g = np.array(dy, dtype=post.dtype, copy=True)
         if mask is not None and not self.dropout_before_activation:
@@ -192,7 +197,13 @@ class _FusedDenseStages(FusedLayer):
             dense._grads["bias"] += g2.sum(axis=0)
         if not self._input_grad_needed:  # the model's input: nobody reads this gradient
             return None
-        return g @ dense._params["kernel"].T
+        if out is None:
+            return g @ dense._params["kernel"].T
+        if not out.flags.c_contiguous:
+            out[...] = (g2 @ dense._params["kernel"].T).reshape(out.shape)
+            return out
+        np.matmul(g2, dense._params["kernel"].T, out=out.reshape(g2.shape[0], -1))
+        return out
 
     def _bn_backward(self, g, cache):
         xhat, inv, count = cache

@@ -20,7 +20,7 @@ import re
 import numpy as np
 
 from ._lowering import AddStep, AffineStep, ConvStep, MaxPoolStep, ReluStep, Tensor, internal_tensors, lower_node
-from ._memory import MemoryPlan
+from ._memory import MemoryPlan, _Pool
 from ._program import _direct_ok
 
 __all__ = []  # private module
@@ -360,10 +360,20 @@ class TrainingPlan:
     each ``layer.backward`` on the sum of the gradients of the node's readers (written out: the first
     contribution as is, the next ones added into a new array), and returns the input gradients.
     Parameter gradients accumulate in the layers, as the interpreted backward does.
+
+    The input gradients of the Dense-family nodes (Dense and the fused Dense layers, whose backward can write
+    it into an array it is given and never returns a view of its output gradient) go into buffers planned
+    by liveness over the backward schedule, like the forward arrays of inference plans: a buffer is taken
+    where the node's backward writes it and given back after the backward of the node that reads it (when
+    that reader is itself such a node and the only reader; otherwise it stays taken to the end of the
+    backward), flat storages shared between gradients of any shape, made once per batch size
+    (:meth:`buffers`). Gradients of the model's inputs are never planned (they are returned).
     """
 
     def __init__(self, graph, name="plan"):
         self.graph = graph
+        self._plan_gradient_buffers()
+        self._buffer_cache = {}
         names = _Names()
         self.names = {}
         for node in graph.nodes:
@@ -378,14 +388,79 @@ class TrainingPlan:
         namespace = dict(_HELPERS)
         namespace["_acc"] = _acc
         namespace["_saved"] = {}
+        namespace["_buffers"] = self.buffers
+        namespace["_returned"] = _returned
         for node in graph.nodes:
             if node.layer is None:
                 continue
             layer_name = self.layer_names[node.id]
             namespace[layer_name] = node.layer
             namespace[f"{layer_name}_forward"] = node.layer.forward
+            if node.id in self.grad_slot:
+                namespace[f"{layer_name}_into"] = node.layer._backward_into
         exec(code, namespace)  # noqa: S102 - source generated above from the graph, never read from outside
         self.forward, self.backward = namespace["forward"], namespace["backward"]
+
+    # ------------------------------------------------------------ gradient buffers
+    def _plan_gradient_buffers(self):
+        """``grad_slot``: ``{node id: storage index}`` of the nodes whose input gradient goes into a planned
+        buffer, ``grad_shapes``: ``{node id: (input shape, dtype)}``; storages reused by liveness in backward order."""
+        from ..fusion.dense import _FusedDenseStages  # (fusion imports the layers; the graph imports fusion lazily)
+        from ..layers.core import Dense
+
+        g = self.graph
+        index = {node.id: node for node in g.nodes}
+        readers = {}
+        for node in g.layer_nodes:
+            for ref in node.inputs:
+                readers.setdefault(tuple(ref), []).append(node.id)
+        outputs = {tuple(ref) for ref in g.outputs}
+
+        def planned(node):
+            if node.multi_input or len(node.inputs) != 1 or len(node.output_shapes) != 1:
+                return False
+            if not (type(node.layer) is Dense or isinstance(node.layer, _FusedDenseStages)):
+                return False
+            src = index[node.inputs[0][0]]
+            return src.kind != "input" and np.dtype(src.dtype) == np.dtype(node.dtype)
+
+        pool = _Pool()
+        self.grad_slot, self.grad_shapes, self._storage_sizes = {}, {}, None
+        held = {}  # node id -> storage, until the backward of its input's producer
+        for node in reversed(g.layer_nodes):
+            if planned(node):
+                src_id, port = node.inputs[0]
+                shape = index[src_id].output_shapes[port]
+                dtype = np.dtype(node.dtype)
+                per_sample = int(np.prod(shape[1:])) * dtype.itemsize
+                storage = pool.take(per_sample)  # sized per sample here, scaled by the batch when made
+                self.grad_slot[node.id] = storage.index
+                self.grad_shapes[node.id] = (tuple(shape), dtype)
+                if (readers.get((src_id, port)) == [node.id] and (src_id, port) not in outputs
+                        and index[src_id].kind != "input" and planned(index[src_id])):
+                    held.setdefault(src_id, []).append(storage)  # read by that node's backward, then free
+            for storage in held.pop(node.id, []):
+                pool.give(storage)
+        self._storage_sizes = [s.size for s in pool.storages]
+
+    def buffers(self, batch) -> list:
+        """The gradient buffers for ``batch`` samples, one per planned node slot (made once per batch size)."""
+        bufs = self._buffer_cache.get(batch)
+        if bufs is None:
+            storages = [np.empty(size * batch, dtype=np.uint8) for size in self._storage_sizes]
+            bufs = {}
+            for node_id, slot in self.grad_slot.items():
+                shape, dtype = self.grad_shapes[node_id]
+                count = batch * int(np.prod(shape[1:]))
+                bufs[node_id] = storages[slot][:count * dtype.itemsize].view(dtype).reshape((batch,) + shape[1:])
+            if len(self._buffer_cache) >= 4:
+                self._buffer_cache.pop(next(iter(self._buffer_cache)))
+            self._buffer_cache[batch] = bufs
+        return bufs
+
+    def buffer_nbytes(self, batch) -> int:
+        """Bytes of the gradient buffers for ``batch`` samples."""
+        return sum(self._storage_sizes) * batch
 
     def _write(self, name, names) -> str:
         g = self.graph
@@ -455,6 +530,9 @@ class TrainingPlan:
                 for i, ref in enumerate(node.inputs):
                     bw.append(f"        _d = _dx[{i}]")
                     self._add_indented(bw, ref, "_d", grad, started)
+            elif node.id in self.grad_slot:  # into its planned buffer
+                bw.append(f"        _d = {layer_name}_into({dy}, _bufs[{node.id}])")
+                self._add_indented(bw, node.inputs[0], "_d", grad, started)
             else:
                 bw.append(f"        _d = {layer_name}.backward({dy})")
                 self._add_indented(bw, node.inputs[0], "_d", grad, started)
@@ -464,6 +542,8 @@ class TrainingPlan:
         declared = sorted(grad[key] for key in started if key not in output_keys)
         for i in range(0, len(declared), 8):  # every gradient exists from the start (a reader may give None)
             bw.insert(2 + i // 8, "    " + " = ".join(declared[i:i + 8]) + " = None")
+        if self.grad_slot:
+            bw.insert(2, "    _bufs = _buffers(d_out_0.shape[0])  # the planned input-gradient buffers")
         results = []
         for node in g.input_nodes:
             key = (node.id, 0)
@@ -473,6 +553,8 @@ class TrainingPlan:
                 results.append(f"(None if {grad[key]} is None else {self.layer_names[node.id]}.backward({grad[key]}))")
             else:
                 results.append(grad[key])
+        if self.grad_slot:  # a returned gradient never lives in a buffer (a view of one, through a reshape, is copied)
+            results = [r if r == "None" else f"_returned({r}, _bufs)" for r in results]
         bw.append(f"    return [{', '.join(results)}]")
         return "\n".join(fw) + "\n\n\n" + "\n".join(bw) + "\n"
 
@@ -485,6 +567,16 @@ class TrainingPlan:
         else:
             lines.append(f"        {target} = {expr}")
             started.add(key)
+
+
+def _returned(value, buffers):
+    """``value``, or its copy when it shares memory with one of the gradient ``buffers`` of a training plan."""
+    if value is None:
+        return None
+    for b in buffers.values():
+        if np.may_share_memory(value, b):
+            return value.copy()
+    return value
 
 
 def _acc(total, g):

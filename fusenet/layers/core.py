@@ -121,6 +121,11 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
+        return self._backward_into(dy, None)
+
+    def _backward_into(self, dy, out):
+        """:meth:`backward` with the input gradient written into ``out`` (an array of the input's shape the
+        caller owns, e.g. a buffer of a compiled training plan) when given."""
         x, z, y = self._saved()
         dz = self.activation.backward(z, y, dy)
         kernel = self._params["kernel"]
@@ -130,7 +135,13 @@ class Dense(Layer):
             self._grads["bias"] += dz2.sum(axis=0)
         if not self._input_grad_needed:  # the model's input: nobody reads this gradient (see Layer)
             return None
-        return dz @ kernel.T
+        if out is None:
+            return dz @ kernel.T
+        if not out.flags.c_contiguous:
+            out[...] = (dz2 @ kernel.T).reshape(out.shape)
+            return out
+        np.matmul(dz2, kernel.T, out=out.reshape(dz2.shape[0], -1))
+        return out
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
