@@ -14,6 +14,7 @@ from fusenet import layers
 from fusenet.errors import BackwardBeforeForwardError
 from fusenet.layers import _conv_ops as ops
 from fusenet.layers import _conv_taps_ops as taps_ops
+from fusenet.layers import _parallel
 from tests.contract import LayerCase
 from tests.gradcheck import check_layer_gradients
 from tests.parity import check_layer_parity, requires_torch, torch
@@ -317,6 +318,44 @@ def test_tap_path_equals_im2col_path(tap_path, rng, monkeypatch):
         np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(dk, ref_dk, rtol=1e-12, atol=1e-12)
         monkeypatch.setattr(taps_ops, "MIN_CHANNELS", 16)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("channels, strides", [(16, 1), (3, 1), (16, 2)])
+def test_two_threads_give_the_serial_numbers(tap_path, rng, monkeypatch, dtype, channels, strides):
+    """The blocks split over two threads (BLAS single-threaded meanwhile) give bit for bit the numbers of
+    the serial run: forward, input gradient and kernel gradient (its two halves added in a fixed order)."""
+    x = rng.normal(size=(5, 7, 6, channels)).astype(dtype)
+    k = rng.normal(size=(3, 3, channels, 4)).astype(dtype)
+    geom = ops.conv_geometry((7, 6), (3, 3), (strides,) * 2, (1, 1), "same")
+    xp = ops.pad_input(x, geom)
+    dy = rng.normal(size=(5,) + geom.out_sizes + (4,)).astype(dtype)
+    results = []
+    for workers in (1, 2):
+        monkeypatch.setattr(_parallel, "WORKERS", workers)
+        y = ops.conv_forward(x, k, geom, chunk_bytes=2000)
+        dx, dk = ops.conv_backward(xp, dy, k, geom, chunk_bytes=2000)
+        results.append((y, dx, dk))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    assert _parallel.split(1) == [(0, 1)] and _parallel.split(5) == [(0, 3), (3, 5)]
+
+
+def test_split_run_waits_for_its_worker_and_raises(monkeypatch):
+    """An error in one half is raised after the other half finished; nested splits run serially."""
+    monkeypatch.setattr(_parallel, "WORKERS", 2)
+    seen = []
+
+    def fn(lo, hi):
+        seen.append((lo, hi, _parallel.split_run(lambda a, b: (a, b), 4)))
+        if lo == 0:
+            raise ValueError("first half")
+        return lo
+
+    with pytest.raises(ValueError, match="first half"):
+        _parallel.split_run(fn, 6)
+    assert sorted(seen) == [(0, 3, [(0, 2), (2, 4)]), (3, 6, [(0, 2), (2, 4)])]
+    assert _parallel.split_run(lambda lo, hi: hi - lo, 6) == [3, 3]
 
 
 @pytest.mark.parametrize("channels", [2, 16])

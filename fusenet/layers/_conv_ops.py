@@ -48,6 +48,7 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from .._blas import GEMM_DTYPES, gemm
 from . import _conv_taps_ops as taps_ops
+from ._parallel import split_run
 
 __all__ = [
     "CHUNK_BYTES",
@@ -70,7 +71,7 @@ __all__ = [
 #: target size in bytes of the im2col buffer of one chunk (a few MB: within L2/L3 reach)
 CHUNK_BYTES = 6 << 20
 #: the same for the backward (the kernel gradient's ``col`` is written then read once: keep it in L2)
-BACKWARD_CHUNK_BYTES = 1 << 20
+BACKWARD_CHUNK_BYTES = 2 << 20
 
 
 # ---------------------------------------------------------------- geometry
@@ -420,22 +421,28 @@ def conv_forward(x: np.ndarray, kernel: np.ndarray, geom: ConvGeometry, groups: 
     pointwise = _is_pointwise(geom)
     budget = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     row_bytes = _row_bytes(geom, channels, x.dtype.itemsize)
-    buf = None
-    for n0, n1, r0, r1 in _chunks(batch, geom, row_bytes, budget):
-        yc = y[n0:n1, r0:r1]
-        m = yc.size // filters
-        if pointwise:
-            col2 = xp[n0:n1, r0:r1].reshape(m, groups, ck)
-        else:
-            if buf is None:  # the first chunk is the largest
-                buf = np.empty(m * groups * ck, dtype=x.dtype)
-            col2 = im2col(xp[n0:n1], geom, groups, out=buf, rows=(r0, r1)).reshape(m, groups, ck)
-        y2 = yc.reshape(m, groups, filters // groups)
-        _gemm(col2, w, y2)
-        if bias is not None:
-            yc += bias
-        if epilogue is not None:
-            epilogue(yc)
+    chunks = list(_chunks(batch, geom, row_bytes, budget))
+    rows = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in chunks) * math.prod(geom.out_sizes[1:])
+
+    def run(c0, c1):  # chunks c0:c1 (disjoint parts of y)
+        buf = None
+        for n0, n1, r0, r1 in chunks[c0:c1]:
+            yc = y[n0:n1, r0:r1]
+            m = yc.size // filters
+            if pointwise:
+                col2 = xp[n0:n1, r0:r1].reshape(m, groups, ck)
+            else:
+                if buf is None:
+                    buf = np.empty(rows * groups * ck, dtype=x.dtype)
+                col2 = im2col(xp[n0:n1], geom, groups, out=buf, rows=(r0, r1)).reshape(m, groups, ck)
+            y2 = yc.reshape(m, groups, filters // groups)
+            _gemm(col2, w, y2)
+            if bias is not None:
+                yc += bias
+            if epilogue is not None:
+                epilogue(yc)
+
+    split_run(run, len(chunks))
     return y
 
 
@@ -476,35 +483,47 @@ def conv_backward(xp: np.ndarray, dy: np.ndarray, kernel: np.ndarray, geom: Conv
         assign = None if (by_rows or pointwise) else _covering_tap(geom)
         dx = (np.empty if (assign is not None or pointwise) else np.zeros)((batch,) + geom.in_sizes + (channels,), dtype=dy.dtype)
         wt = _kernel_taps_t(kernel, groups)  # (taps, g, Fg, Cg)
-    dw = np.zeros((groups, ck, fg), dtype=dy.dtype) if need_dkernel else None
     w = _kernel_gemm(kernel, groups) if (need_dx and pointwise) else None
-    buf = dbuf = None
-    for n0, n1, r0, r1 in chunks:
-        dyc = dy[n0:n1, r0:r1]
-        m = dyc.size // filters
-        dy2 = dyc.reshape(m, groups, fg)
-        if need_dkernel:
-            if pointwise:
-                col2 = xp[n0:n1, r0:r1].reshape(m, groups, ck)
-            else:
-                if buf is None:
-                    buf = np.empty(m * groups * ck, dtype=dy.dtype)
-                col2 = im2col(xp[n0:n1], geom, groups, out=buf, rows=(r0, r1)).reshape(m, groups, ck)
-            _gemm_weight_grad(col2, dy2, dw)
-        if need_dx:
-            if pointwise:
-                dxc = dx[n0:n1, r0:r1].reshape(m, groups, cg)
-                _gemm(dy2, w.transpose(0, 2, 1), dxc)
-                continue
-            if dbuf is None:
-                dbuf = np.empty(taps * m * channels, dtype=dy.dtype)
-            dcol = dbuf[:taps * m * channels].reshape(taps, m, groups, cg)
-            if groups == 1:
-                np.matmul(dy2[:, 0], wt[:, 0], out=dcol[:, :, 0])
-            else:
-                np.matmul(dy2.transpose(1, 0, 2), wt, out=dcol.transpose(0, 2, 1, 3))
-            dcol = dcol.reshape((taps, n1 - n0, r1 - r0) + geom.out_sizes[1:] + (channels,))
-            col2im(dcol, dx[n0:n1], geom, rows=(r0, r1), assign_tap=assign)
+
+    rows = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in chunks) * math.prod(geom.out_sizes[1:])
+
+    def run(c0, c1):  # chunks c0:c1; returns their part of the kernel gradient
+        dw = np.zeros((groups, ck, fg), dtype=dy.dtype) if need_dkernel else None
+        buf = dbuf = None
+        for n0, n1, r0, r1 in chunks[c0:c1]:
+            dyc = dy[n0:n1, r0:r1]
+            m = dyc.size // filters
+            dy2 = dyc.reshape(m, groups, fg)
+            if need_dkernel:
+                if pointwise:
+                    col2 = xp[n0:n1, r0:r1].reshape(m, groups, ck)
+                else:
+                    if buf is None:
+                        buf = np.empty(rows * groups * ck, dtype=dy.dtype)
+                    col2 = im2col(xp[n0:n1], geom, groups, out=buf, rows=(r0, r1)).reshape(m, groups, ck)
+                _gemm_weight_grad(col2, dy2, dw)
+            if need_dx:
+                if pointwise:
+                    dxc = dx[n0:n1, r0:r1].reshape(m, groups, cg)
+                    _gemm(dy2, w.transpose(0, 2, 1), dxc)
+                    continue
+                if dbuf is None:
+                    dbuf = np.empty(taps * rows * channels, dtype=dy.dtype)
+                dcol = dbuf[:taps * m * channels].reshape(taps, m, groups, cg)
+                if groups == 1:
+                    np.matmul(dy2[:, 0], wt[:, 0], out=dcol[:, :, 0])
+                else:
+                    np.matmul(dy2.transpose(1, 0, 2), wt, out=dcol.transpose(0, 2, 1, 3))
+                dcol = dcol.reshape((taps, n1 - n0, r1 - r0) + geom.out_sizes[1:] + (channels,))
+                col2im(dcol, dx[n0:n1], geom, rows=(r0, r1), assign_tap=assign)
+        return dw
+
+    # chunks of rows of one sample add into overlapping rows of dx: those run one after the other
+    parts = split_run(run, len(chunks), parallel=not (need_dx and by_rows))
+    dw = parts[0]
+    if need_dkernel:
+        for part in parts[1:]:
+            dw += part
     dkernel = _kernel_from_gemm(dw, kernel.shape) if need_dkernel else None
     return (dx if tap_dx is None else tap_dx), dkernel
 

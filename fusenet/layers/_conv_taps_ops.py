@@ -38,6 +38,7 @@ import math
 import numpy as np
 
 from .._blas import GEMM_DTYPES, gemm
+from ._parallel import split_run
 
 __all__ = []  # private module
 
@@ -94,22 +95,26 @@ def tap_forward(xp: np.ndarray, kernel: np.ndarray, geom, bias=None, epilogue=No
     w = _tap_kernel(kernel, xp.dtype, len(offsets))
     y = np.empty((n,) + tuple(geom.out_sizes) + (filters,), dtype=xp.dtype)
     step = _samples_per_block(per_sample, block_rows)
-    buf = np.empty((min(step, n) * per_sample, filters), dtype=xp.dtype)
     valid = (slice(None),) + tuple(slice(0, o) for o in geom.out_sizes)
-    for n0 in range(0, n, step):
-        n1 = min(n0 + step, n)
-        q0, q1 = n0 * per_sample, min(n1 * per_sample, last_row)
-        out = buf[:q1 - q0]
-        for t, off in enumerate(offsets):
-            gemm(rows_x[q0 + off:q1 + off], w[t], out, 0.0 if t == 0 else 1.0)
-        block = buf[:(n1 - n0) * per_sample].reshape((n1 - n0,) + spans + (filters,))[valid]
-        yb = y[n0:n1]
-        if bias is None:
-            np.copyto(yb, block)
-        else:
-            np.add(block, bias, out=yb)
-        if epilogue is not None:
-            epilogue(yb)
+
+    def run(b0, b1):  # blocks b0:b1 of samples
+        buf = np.empty((min(step, n) * per_sample, filters), dtype=xp.dtype)
+        for n0 in range(b0 * step, min(b1 * step, n), step):
+            n1 = min(n0 + step, n)
+            q0, q1 = n0 * per_sample, min(n1 * per_sample, last_row)
+            out = buf[:q1 - q0]
+            for t, off in enumerate(offsets):
+                gemm(rows_x[q0 + off:q1 + off], w[t], out, 0.0 if t == 0 else 1.0)
+            block = buf[:(n1 - n0) * per_sample].reshape((n1 - n0,) + spans + (filters,))[valid]
+            yb = y[n0:n1]
+            if bias is None:
+                np.copyto(yb, block)
+            else:
+                np.add(block, bias, out=yb)
+            if epilogue is not None:
+                epilogue(yb)
+
+    split_run(run, -(-n // step))
     return y
 
 
@@ -150,13 +155,17 @@ def tap_input_grad(dy: np.ndarray, kernel: np.ndarray, geom, block_rows: int | N
         if sp - p < size:  # input positions past the grid: read by no output
             dx[(slice(None),) * (a + 1) + (slice(sp - p, size),)] = 0
     step = _samples_per_block(per_sample, block_rows)
-    buf = np.empty((min(step, n) * per_sample, channels), dtype=dy.dtype)
-    for n0 in range(0, n, step):
-        n1 = min(n0 + step, n)
-        p0, p1 = n0 * per_sample, n1 * per_sample
-        out = buf[:p1 - p0]
-        for t, off in enumerate(offsets):
-            gemm(grid[lead + p0 - off:lead + p1 - off], w[t], out, 0.0 if t == 0 else 1.0, trans_b=True)
-        block = out.reshape((n1 - n0,) + spans + (channels,))
-        np.copyto(dx[(slice(n0, n1),) + dst[1:]], block[src])
+
+    def run(b0, b1):  # blocks b0:b1 of samples
+        buf = np.empty((min(step, n) * per_sample, channels), dtype=dy.dtype)
+        for n0 in range(b0 * step, min(b1 * step, n), step):
+            n1 = min(n0 + step, n)
+            p0, p1 = n0 * per_sample, n1 * per_sample
+            out = buf[:p1 - p0]
+            for t, off in enumerate(offsets):
+                gemm(grid[lead + p0 - off:lead + p1 - off], w[t], out, 0.0 if t == 0 else 1.0, trans_b=True)
+            block = out.reshape((n1 - n0,) + spans + (channels,))
+            np.copyto(dx[(slice(n0, n1),) + dst[1:]], block[src])
+
+    split_run(run, -(-n // step))
     return dx
