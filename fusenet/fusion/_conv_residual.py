@@ -47,7 +47,10 @@ class FusedResidualConvBlock(FusedLayer):
 
     Inference: the three BNs folded into their kernels; the shortcut is computed first, then the
     second conv adds its bias, the shortcut's matching block and the final activation to each block
-    of samples of its output while the block is in cache. Training: fused stages with batch statistics;
+    of samples of its output while the block is in cache. When the first conv has stride 2 it runs
+    on the space-to-depth grid of ``x`` (:func:`._conv_taps.s2d_conv_bordered`, its output in a
+    reused zero-bordered scratch buffer), and a 1x1 stride-2 projection shortcut is one more GEMM
+    term of the second conv on that grid (its folded bias added to the second conv's). Training: fused stages with batch statistics;
     the add and the final ReLU in place on the second stage's output; the backward computes the
     ReLU derivative once and sends it to the body and to the shortcut.
     """

@@ -15,7 +15,9 @@ of ``X`` (a view, no copy) and which accumulate into the same output block (BLAS
 ``prod(kernel_size)`` times the input) at the price of computing ``prod(spans) / prod(out_sizes)``
 times the outputs (1.13 for 32x32 "same" 3x3, 1.27 for 16x16). The GEMMs have inner dimension ``C``;
 they are efficient from about 16 channels on (OpenBLAS on this machine: 210-280 GFLOP/s float32
-with 32 to 64 channels, as fast as the im2col GEMM). :func:`use_taps` decides.
+with 32 to 64 channels, as fast as the im2col GEMM; measured on one core, per-tap GEMMs beat
+im2col at 32x32x32 and 16x16x64, im2col wins at 8x8x128 where the grid is 1.56 outputs per output).
+:func:`use_taps` decides.
 
 Each block is whole samples: after its GEMMs, the valid outputs of the block are finished while
 in cache by ``finish(valid, n0, n1)`` (bias, activation, a pool, a residual add...).
@@ -26,8 +28,27 @@ of that padded shape, shifted by one position: the valid outputs land in its int
 positions computed past the output size land exactly on its border, which is then zeroed. The layer
 returns the interior (a strided view); a following stride-1 convolution with one position of zero
 padding finds the buffer (:func:`padded_input`) and reads it as its padded input. So a chain of
-3x3 convolutions neither copies each output into a compact array nor pads it again. Pools and the
-residual block write their outputs into such buffers too.
+3x3 convolutions neither copies each output into a compact array nor pads it again. Pools, the
+residual block and the im2col fallback write their outputs into such buffers too.
+
+**Stride 2** (:func:`s2d_conv_bordered`). A stride-2 convolution is a stride-1 convolution over the
+space-to-depth grid ``g[n, a, p, c] = xpad[n, 2a + p, c]`` (``2^rank`` phase blocks of ``C``
+channels, :func:`space_to_depth`, one copy of the input): tap ``k`` of an axis is shift ``k // 2``
+and phase ``k % 2``. Laid out on the zero-bordered grid of the output (``out + 2`` per axis), the
+taps of one shift whose phase blocks are contiguous make one GEMM (the 3x3 kernel: 4 shifts, GEMMs
+with inner dimension ``4C``, ``2C``, ``C`` and ``C`` (+ ``C``)), written straight into the output's
+zero-bordered buffer. The 1x1 stride-2 projection of a ResNet block reads phase ``(0, 0)`` of the
+same grid: :func:`s2d_pointwise_term` makes it one more GEMM term of the block's second
+convolution (no shortcut array, no separate add).
+
+**Few input channels** (:func:`narrow_conv_bordered`: the 3-channel stem): per block of rows the
+patches are gathered (``prod(K) * C`` columns) and multiplied in one GEMM into the bordered buffer.
+
+**Threads.** The blocks of rows of every path are independent: :func:`run_blocks` runs them side by
+side on the BLAS threads' cores (:func:`fusenet.fusion._parallel.run_chunks`, OpenBLAS at one thread
+meanwhile), each with its own scratch (:func:`workspace` is per thread), so the element-wise work of
+each block (bias, residual add, activation, pool) runs in parallel too and no GEMM waits for BLAS
+threads. The GEMMs go straight to ``cblas_?gemm`` (:class:`TapGemms`).
 """
 
 from __future__ import annotations
