@@ -302,10 +302,28 @@ class CompiledModel:
         assert_compiled = getattr(self.model, "_assert_compiled", None)
         if callable(assert_compiled):
             assert_compiled(f"{self._describe()} (compiled).train_step")
-        return step(x, y, sample_weight, forward=self._train_forward, backward=self.backward)
+        return step(x, y, sample_weight, forward=self._train_forward, backward=self._train_backward)
 
     def _train_forward(self, x, training=True):
         return self(x, training=training)
+
+    def _train_backward(self, dy):
+        """:meth:`backward` in a training step: the layers that read the model's inputs are told that their
+        input gradient goes nowhere (``Layer._input_grad_needed``), as the interpreted training step does."""
+        plan = self._last_training_plan
+        skipped = []
+        if plan is not None:
+            inputs = {node.id for node in plan.graph.input_nodes}
+            skipped = [node.layer for node in plan.graph.layer_nodes
+                       if not node.multi_input and node.inputs and node.inputs[0][0] in inputs
+                       and node.layer._input_grad_needed]
+        for layer in skipped:
+            layer._input_grad_needed = False
+        try:
+            return self.backward(dy)
+        finally:
+            for layer in skipped:
+                layer._input_grad_needed = True
 
     # ------------------------------------------------------------ the cache
     def cache_info(self) -> CacheInfo:
