@@ -7,8 +7,9 @@ logits). Both contenders hold the same weights, see the same batch and take the 
 step; per step:
 
 - hand: ``zero_grad()`` on every layer, ``model(x, training=True)``, the loss's
-  ``value_and_gradient``, every layer's ``backward`` in reverse order, ``optimizer.apply_gradients``
-  on the layers' ``gradient_pairs()``;
+  ``value_and_gradient``, every layer's ``backward`` in reverse order (the first layer told that
+  its input gradient is not wanted, ``Layer._input_grad_needed = False``, as the model engine's
+  training step does), ``optimizer.apply_gradients`` on the layers' ``gradient_pairs()``;
 - tape (TensorFlow style, as in the issue)::
 
       with GradientTape() as tape:
@@ -90,13 +91,19 @@ def make_steps(batch: int, seed: int = 0):
     hand_opt, tape_opt = optimizers.SGD(learning_rate=0.01), optimizers.SGD(learning_rate=0.01)
     hand_layers = hand_model.layers
 
+    first = hand_layers[0]
+
     def hand_step():
         for layer in hand_layers:
             layer.zero_grad()
         y_pred = hand_model(x, training=True)
         _, dy = loss_fn.value_and_gradient(y, y_pred)
-        for layer in reversed(hand_layers):
-            dy = layer.backward(dy)
+        first._input_grad_needed = False  # as the model engine does: nobody reads the input's gradient
+        try:
+            for layer in reversed(hand_layers):
+                dy = layer.backward(dy)
+        finally:
+            first._input_grad_needed = True
         hand_opt.apply_gradients([pair for layer in hand_layers for pair in layer.gradient_pairs()])
 
     def tape_step():

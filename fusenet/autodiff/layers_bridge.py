@@ -88,6 +88,7 @@ __all__ = ["call_layer", "TapeLayer", "layer_variables"]
 
 
 _wrap = Tensor._wrap
+_new_object = object.__new__
 
 
 # ---------------------------------------------------------------- routing layer calls (the call hook)
@@ -108,6 +109,8 @@ def _layer_call_hook(layer, x, training=False):
     """
     tx = type(x)
     if tx is Tensor:  # the common case: the output of the previous layer call
+        if _PREVIOUS_HOOK is None and len(_STATE.recording) == 1:
+            return _call_simple(layer, x, x._value, training)
         return _call_layer(layer, x, training, _PREVIOUS_HOOK is None)
     if tx is not np.ndarray and (
         isinstance(x, Tensor) or (isinstance(x, (list, tuple)) and any(isinstance(v, Tensor) for v in x))
@@ -117,6 +120,8 @@ def _layer_call_hook(layer, x, training=False):
     if tapes and layer.trainable and (layer._params or layer._sublayers or not layer.built):
         for t in tapes:
             if t.watch_accessed_variables:
+                if tx is np.ndarray and _PREVIOUS_HOOK is None and len(tapes) == 1:
+                    return _call_simple(layer, None, x, training)
                 return _call_layer(layer, x, training, _PREVIOUS_HOOK is None)
     previous = _PREVIOUS_HOOK
     return NotImplemented if previous is None else previous(layer, x, training)
@@ -146,7 +151,7 @@ class _LayerInfo:
     """
 
     __slots__ = ("names", "variables", "arrays", "owners", "trainable", "ref", "var_ids", "var_items", "array_ids",
-                 "array_items", "plain_zero")
+                 "array_items", "plain_zero", "grad_keys")
 
     def __init__(self, layer, params):
         own = getattr(layer, "_tape_variables", {})
@@ -165,6 +170,8 @@ class _LayerInfo:
         self.owners = tuple(owners[k] for k in self.names)
         # zeroing the grads is filling layer._grads (no sublayers, zero_grad not overridden)
         self.plain_zero = not layer._sublayers and type(layer).zero_grad is Layer.zero_grad
+        # (id of the Variable, key in layer._grads) of a layer without sublayers (its own grads)
+        self.grad_keys = tuple((i, local) for i, (owner, local) in zip(self.var_ids, self.owners) if owner is layer)
         self.trainable = None
         self.ref = weakref.ref(layer, functools.partial(_forget, _INFO, id(layer)))
 
@@ -251,6 +258,74 @@ def call_layer(layer: Layer, x, training: bool = False):
     return _call_layer(layer, x, training)
 
 
+def _call_simple(layer, x, arg, training):
+    """:func:`_call_layer` for the common case, called from the hook: one recording tape, one
+    input (the Tensor ``x``, or the array ``arg`` when ``x`` is None), no other hook to chain to.
+    A layer with one output and no sublayers is recorded here; anything else by :func:`_record`."""
+    state = _STATE
+    tapes = state.recording
+    barrier = state.barrier
+    state.barrier = len(state.stack)
+    state.recording = ()
+    try:  # the remainder of Layer.__call__ (the hook runs inside it); no tape records inside
+        y = layer.forward(layer._prepare_input(arg), training=bool(training))
+        if layer.activity_regularizer is not None:
+            layer._activity_output = y if training else None
+    finally:
+        state.barrier = barrier
+        state.recording = tapes
+    if type(y) is not np.ndarray or layer._sublayers or not layer.built:
+        return _record(layer, x, None, arg, y, training, tapes)
+    xt = x if x is not None else _wrap(arg)
+    # the layer's cached info (as _layer_info, written out)
+    entry = _INFO.get(id(layer))
+    params = layer._params
+    if entry is None or entry[0]() is not layer:
+        info = _layer_info(layer)
+    else:
+        info = entry[1]
+        arrays = info.arrays
+        if (len(arrays) != len(params) or not all(map(_is, arrays, params.values()))
+                or info.trainable is not layer.trainable):
+            info = _layer_info(layer)
+    tape = tapes[0]
+    known = tape._tensors
+    variables = info.variables
+    if (variables and info.trainable and tape.watch_accessed_variables
+            and known.keys().isdisjoint(info.var_ids)):
+        # the layer's first call on this tape: its trainable weights are watched, all at once
+        known.update(info.var_items)
+        tape._watched.update(info.var_items)
+        arrays = tape._arrays
+        if arrays.keys().isdisjoint(info.array_ids):
+            arrays.update(info.array_items)
+        else:
+            for key, (v,) in info.array_items:
+                arrays[key] = arrays.get(key, ()) + (v,)
+    elif not tape._tracks_any((xt,) + variables):
+        return y if x is None else _wrap(y)
+    node = _new_object(_LayerNode)
+    out = _wrap(y)
+    node.inputs = (xt,) + variables
+    node.outputs = (out,)
+    node._stamp = ASSIGNMENTS[0]
+    node.layer = layer
+    node.info = info
+    node.saved = layer._cache if training else _NOT_TRAINING
+    node.n_in = 1
+    node.multi_in = False
+    node.n_recorders = 1
+    node.simple = bool(training)
+    nodes = tape._nodes
+    node.index = len(nodes)
+    nodes.append(node)
+    known[id(out)] = out
+    calls = tape._layer_calls
+    key = id(layer)
+    calls[key] = calls.get(key, 0) + 1
+    return out
+
+
 def _call_layer(layer, x, training, inline=False):
     """Run the layer on ``x`` with no tape recording inside it, then record one node.
 
@@ -258,13 +333,14 @@ def _call_layer(layer, x, training, inline=False):
     the rest of ``Layer.__call__`` (check and cast, build, forward) directly."""
     tx = type(x)
     if tx is Tensor or (tx is not np.ndarray and isinstance(x, Tensor)):
-        items, has_tensor, arg = None, True, x._value
+        items, arg = None, x._value
     elif tx is not np.ndarray and isinstance(x, (list, tuple)):
         items = tuple(x)
         arg = [v._value if isinstance(v, Tensor) else v for v in items]
-        has_tensor = any(isinstance(v, Tensor) for v in items)
+        if not any(isinstance(v, Tensor) for v in items):
+            x = None
     else:
-        items, has_tensor, arg = None, False, x
+        items, arg, x = None, x, None
     # the layer runs its own NumPy forward: no tape entered so far records inside it
     state = _STATE
     tapes, barrier = state.recording, state.barrier
@@ -278,7 +354,16 @@ def _call_layer(layer, x, training, inline=False):
             y = layer(arg, training=training)
     finally:
         state.barrier, state.recording = barrier, tapes
+    return _record(layer, x, items, arg, y, training, tapes)
+
+
+def _record(layer, x, items, arg, y, training, tapes):
+    """Record the call ``y = layer(arg)`` on the ``tapes`` that track one of its inputs or
+    parameters. ``x``: the input Tensor (the list of inputs when ``items``, a tuple, is given;
+    ``None`` when no input was a Tensor). Returns Tensors, or ``y`` itself when no tape recorded
+    the call and no input was a Tensor."""
     multi_out = type(y) is not np.ndarray and isinstance(y, (list, tuple))
+    has_tensor = x is not None
     if not tapes:
         if not has_tensor:
             return y
@@ -374,7 +459,7 @@ class _LayerNode(ComputationNode):
         self.multi_in = multi_in
         self.n_recorders = n_recorders
         # one input, one output, no sublayers, a training call: _backward_into's short path
-        self.simple = bool(training) and not multi_in and not multi_out and not sublayers
+        self.simple = bool(training) and not multi_in and not multi_out and not sublayers and info is not None
 
     @property
     def op(self) -> str:
@@ -508,20 +593,19 @@ class _LayerNode(ComputationNode):
             zeroed = backprop.zeroed
             if key not in zeroed:  # this gradient computation sets the layer's grads
                 zeroed.add(key)
-                if info is not None and info.plain_zero:
+                if info.plain_zero:
                     for g in layer._grads.values():
                         g.fill(0)
                 else:
                     layer.zero_grad()
             # the only call of the layer, recorded by this tape alone, differentiated once: the
             # backward adds into the (just zeroed) grads themselves, which are the gradients
-            alias = backprop.once and self.n_recorders == 1 and backprop.calls.get(key) == 1
+            alias = backprop.once and self.n_recorders == 1 and backprop.calls[key] == 1
         else:
             alias = False
-        skip_dx = not needs[0] and layer._input_grad_needed
-        if not alias:
-            dx, params = self._pull_into_fresh(dy, needs, skip_dx)
-        else:
+        need_dx = needs[0]
+        skip_dx = not need_dx and layer._input_grad_needed
+        if alias:
             state = _STATE
             barrier = state.barrier
             state.barrier = len(state.stack)
@@ -533,31 +617,33 @@ class _LayerNode(ComputationNode):
                 state.barrier = barrier
                 if skip_dx:
                     layer._input_grad_needed = True
-            params = None
-        inputs = self.inputs
-        if dx is not None and needs[0]:
-            t = inputs[0]
+        else:
+            dx, params = self._pull_into_fresh(dy, needs, skip_dx)
+        if need_dx and dx is not None:
+            t = self.inputs[0]
             value = t._value
-            if type(dx) is not np.ndarray or dx.shape != value.shape or dx.dtype is not value.dtype:
-                accumulate(table, t, _wrap(dx), self)
-            else:
+            if type(dx) is np.ndarray and dx.dtype is value.dtype and dx.shape == value.shape:
                 k = id(t)
                 prev = table.get(k)
                 table[k] = _wrap(dx) if prev is None else _ops.add(prev, _wrap(dx))
-        if info is None:
-            return
-        get = table.get
-        if params is None:
-            for k, (owner, local), need in zip(info.var_ids, info.owners, needs[1:]):
-                if need:
-                    prev = get(k)
-                    g = _wrap(owner._grads[local])
-                    table[k] = g if prev is None else _ops.add(prev, g)
+            else:
+                accumulate(table, t, _wrap(dx), self)
+        setdefault = table.setdefault
+        if alias:  # every parameter's gradient is its array in the layer's grads (an entry for a
+            # parameter that is no source is never read: parameters are leaves)
+            own = layer._grads
+            for k, name in info.grad_keys:
+                g = _wrap(own[name])
+                prev = setdefault(k, g)
+                if prev is not g:
+                    table[k] = _ops.add(prev, g)
         else:
             for k, g in zip(info.var_ids, params):
                 if g is not None:
-                    prev = get(k)
-                    table[k] = _wrap(g) if prev is None else _ops.add(prev, _wrap(g))
+                    g = _wrap(g)
+                    prev = setdefault(k, g)
+                    if prev is not g:
+                        table[k] = _ops.add(prev, g)
 
     def _pull_into_fresh(self, dy, needs, skip_dx=False):
         """The layer's backward with fresh zero arrays swapped in for the needed parameter

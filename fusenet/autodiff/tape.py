@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from itertools import chain
 
 import numpy as np
 
@@ -640,14 +641,27 @@ class GradientTape:
                     )
             seeds = self._seeds(targets, output_gradients, owner)
         leaves, rebuild = _flatten(sources, owner, "sources")
-        get_array = self._arrays.get
-        resolved = [get_array(id(s), ()) if type(s) is np.ndarray else self._resolve(s) for s in leaves]
+        # the tracked tensors standing for each source; ``single``: exactly one for every source
+        # (e.g. the parameter arrays of model.trainable_weights, each used by one layer)
+        resolved = None
+        if set(map(type, leaves)) == _NDARRAY_ONLY:
+            resolved = list(map(self._arrays.get, map(id, leaves)))
+            if None in resolved:
+                resolved = None
+            else:
+                flat = list(chain.from_iterable(resolved))
+                single = len(flat) == len(resolved)
+        if resolved is None:
+            get_array = self._arrays.get
+            resolved = [get_array(id(s), ()) if type(s) is np.ndarray else self._resolve(s) for s in leaves]
+            flat = [t for group in resolved for t in group]
+            single = False
         was = self._recording
         if was:  # the VJPs below are not recorded on this tape (outer tapes may record them)
             self._recording = False
             _STATE.refresh()
         try:
-            grads = _backprop(self, targets, seeds, [t for group in resolved for t in group])
+            grads = _backprop(self, targets, seeds, flat)
         except BaseException:
             if was:
                 self._recording = was
@@ -661,7 +675,10 @@ class GradientTape:
             self._clear()
             self._released = True
         get = grads.get
-        results = [get(id(group[0])) if len(group) == 1 else self._sum_group(group, get) for group in resolved]
+        if single:
+            results = list(map(get, map(id, flat)))
+        else:
+            results = [get(id(group[0])) if len(group) == 1 else self._sum_group(group, get) for group in resolved]
         if unconnected_gradients == "zero":
             for i, (source, g) in enumerate(zip(leaves, results)):
                 if g is None:
@@ -716,6 +733,8 @@ class GradientTape:
         return f"<GradientTape persistent={self.persistent} {state}>"
 
 
+_NDARRAY_ONLY = {np.ndarray}
+_VARIABLE_ONLY = {Variable}
 _ONES: dict = {}
 _SEED_IDS: set = set()  # ids of the Tensors in _ONES (kept alive there)
 
@@ -780,14 +799,13 @@ def _backprop(tape: GradientTape, targets, seeds, sources) -> dict:
     does not reach the targets and is skipped. Gradients of a tensor used several times are summed.
     """
     ops = _ops()
-    source_ids = set()
+    source_ids = set(map(id, sources))
     # float tensors through which a source reaches the targets (forward pass over the recording
     # order); an input needs a gradient when it is one of them
-    leads = set()
-    for s in sources:
-        source_ids.add(id(s))
-        if s._value.dtype.kind == "f":
-            leads.add(id(s))
+    if set(map(type, sources)) <= _VARIABLE_ONLY:  # Variables are float
+        leads = set(source_ids)
+    else:
+        leads = {id(s) for s in sources if s._value.dtype.kind == "f"}
     leads_contains = leads.__contains__
     relevant = []
     for node in tape._nodes:
