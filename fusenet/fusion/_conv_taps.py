@@ -28,8 +28,8 @@ of that padded shape, shifted by one position: the valid outputs land in its int
 positions computed past the output size land exactly on its border, which is then zeroed. The layer
 returns the interior (a strided view); a following stride-1 convolution with one position of zero
 padding finds the buffer (:func:`padded_input`) and reads it as its padded input. So a chain of
-3x3 convolutions neither copies each output into a compact array nor pads it again. Pools, the
-residual block and the im2col fallback write their outputs into such buffers too.
+3x3 convolutions neither copies each output into a compact array nor pads it again. Pools and the
+residual block write their outputs into such buffers too.
 
 **Stride 2** (:func:`s2d_conv_bordered`). A stride-2 convolution is a stride-1 convolution over the
 space-to-depth grid ``g[n, a, p, c] = xpad[n, 2a + p, c]`` (``2^rank`` phase blocks of ``C``
@@ -549,7 +549,8 @@ def narrow_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epi
     else:
         inner, inner_strides = (k[-1], channels), (d[-1] * pitch[-1] * channels * item, item)
     shape = (total - max_off,) + tuple(k[:-1]) + inner
-    strides = (channels * item,) + tuple(da * pa * channels * item for da, pa in zip(d[:-1], pitch[:-1])) + inner_strides
+    strides = ((channels * item,) + tuple(da * pa * channels * item for da, pa in zip(d[:-1], pitch[:-1]))
+               + inner_strides)
     patches = as_strided(xp.reshape(-1), shape=shape, strides=strides, writeable=False)
     w = np.ascontiguousarray(kernel, dtype=x.dtype).reshape(geom.taps * channels, filters)
     buffer, interior = bordered((n,) + tuple(geom.out_sizes) + (filters,), x.dtype, zero=False)
@@ -578,7 +579,7 @@ def conv_infer(x: np.ndarray, kernel: np.ndarray, geom, groups: int = 1, bias=No
     """``epilogue(conv(x) + bias)`` (epilogue in place, per block in cache): by :func:`tap_conv_bordered`,
     :func:`s2d_conv_bordered`, :func:`narrow_conv_bordered` or :func:`tap_conv_forward` where they
     apply, else by :func:`~fusenet.layers._conv_ops.conv_forward` (on the bordered buffer of ``x``
-    when it fits)."""
+    when it fits, in chunks of :data:`IM2COL_CHUNK_BYTES`)."""
     channels, dtype = x.shape[-1], x.dtype
     if bordered_taps(geom, groups, channels, dtype):
         return tap_conv_bordered(x, kernel, geom, bias=bias, epilogue=epilogue)
@@ -588,31 +589,14 @@ def conv_infer(x: np.ndarray, kernel: np.ndarray, geom, groups: int = 1, bias=No
         return narrow_conv_bordered(x, kernel, geom, bias=bias, epilogue=epilogue)
     if use_taps(geom, groups, channels, dtype):
         return tap_conv_forward(x, kernel, geom, bias=bias, epilogue=epilogue)
-    xp = padded_input(x, geom)
-    blocks = _sample_blocks(x, geom)
-    shape = (x.shape[0],) + tuple(geom.out_sizes) + (kernel.shape[-1],)
-    if len(blocks) < 2 and not BORDERED:
-        return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue, xp=xp,
-                                chunk_bytes=IM2COL_CHUNK_BYTES)
-    # a spatial output goes into a zero-bordered buffer: a following 3x3 convolution reads it unpadded
-    y = bordered(shape, x.dtype)[1] if all(o > 1 for o in geom.out_sizes) else np.empty(shape, dtype=x.dtype)
-
-    def work(n0, n1):
-        y[n0:n1] = ops.conv_forward(x[n0:n1], kernel, geom, groups, bias=bias, epilogue=epilogue, xp=xp[n0:n1],
-                                     chunk_bytes=IM2COL_CHUNK_BYTES)
-
-    run_blocks(work, blocks)
-    return y
+    # im2col: conv_forward splits its chunks over two threads itself (fusenet.layers._parallel)
+    return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue, xp=padded_input(x, geom),
+                            chunk_bytes=IM2COL_CHUNK_BYTES)
 
 
 #: im2col chunk size of the fallback convolutions: one chunk and its GEMM within a core's L2 (measured
 #: on the resnet's 8x8x128 and stride-2 convolutions at half a batch: about 10% faster than 6 MB)
 IM2COL_CHUNK_BYTES = 1536 << 10
-
-
-def _sample_blocks(x: np.ndarray, geom) -> list:
-    """Shares of the batch for the im2col convolutions run side by side (one per thread)."""
-    return row_blocks(x.shape[0], max(1, -(-x.shape[0] // worker_count(2))), math.prod(geom.out_sizes))
 
 
 def conv_blocks(x: np.ndarray, kernel: np.ndarray, geom, groups: int, finish) -> None:
@@ -621,10 +605,8 @@ def conv_blocks(x: np.ndarray, kernel: np.ndarray, geom, groups: int, finish) ->
     if use_taps(geom, groups, x.shape[-1], x.dtype):
         tap_conv(x, kernel, geom, finish)
         return
-    xp = padded_input(x, geom)
-    run_blocks(lambda n0, n1: finish(ops.conv_forward(x[n0:n1], kernel, geom, groups, xp=xp[n0:n1],
-                                                         chunk_bytes=IM2COL_CHUNK_BYTES), n0, n1),
-               _sample_blocks(x, geom))
+    finish(ops.conv_forward(x, kernel, geom, groups, xp=padded_input(x, geom), chunk_bytes=IM2COL_CHUNK_BYTES),
+           0, x.shape[0])
 
 
 def tap_conv_input_grad(dy: np.ndarray, kernel: np.ndarray, geom, x_shape, block_rows: int | None = None) -> np.ndarray:
