@@ -314,15 +314,19 @@ class ConvStage:
         kw = chan.param(k)
         shiftw = None if shift is None else chan.param(shift)
         meanw = None if bn.trainable else chan.param(mean)
-        for sl in chan.row_blocks(zw):
+        relu = self.relu
+
+        def block(sl):
             yb = yw[sl]
             np.multiply(zw[sl], kw, out=yb)
             if shiftw is not None:
                 yb += shiftw
-            if self.relu:
+            if relu:
                 np.maximum(yb, 0, out=yb)
             if meanw is not None:
                 zw[sl] -= meanw
+
+        chan.blockwise(zw, block)
         return Norm(chan, inv, bn.trainable), y2
 
     # ------------------------------------------------------------ training backward
@@ -356,15 +360,11 @@ class ConvStage:
         bn, chan, inv = self.bn, norm.channels, norm.inv
         out = g2 if own else np.empty_like(g2)
         gw, xcw, ow = chan.work(g2), chan.work(cache.xc), chan.work(out)
-        blocks = chan.row_blocks(gw)
         if relu:
             postw = chan.work(cache.post)
-            mask = np.empty((blocks[0].stop - blocks[0].start, gw.shape[1]), dtype=bool)
 
-            def before(sl):
-                m = mask[:sl.stop - sl.start]
-                np.greater(postw[sl], 0, out=m)
-                np.multiply(gw[sl], m, out=ow[sl])
+            def before(sl):  # (runs on two threads: no shared scratch)
+                np.multiply(gw[sl], postw[sl] > 0, out=ow[sl])
 
             dbeta, s = chan.grad_sums(ow, xcw, before)
             gw = ow
@@ -376,17 +376,19 @@ class ConvStage:
             bn._grads["beta"] += dbeta.reshape(bn._grads["beta"].shape)
         k = inv * bn._params["gamma"].reshape(-1) if bn.scale else inv
         kw = chan.param(k)
-        if norm.batch:
+        batch = norm.batch
+        if batch:
             aw = chan.param(k * inv * inv * s * (-1.0 / chan.count))
             cw = chan.param(k * dbeta * (-1.0 / chan.count))
-            tmp = np.empty((blocks[0].stop - blocks[0].start, gw.shape[1]), dtype=gw.dtype)
-        for sl in blocks:
+
+        def block(sl):
             ob = ow[sl]
             np.multiply(gw[sl], kw, out=ob)
-            if norm.batch:
-                t = np.multiply(xcw[sl], aw, out=tmp[:ob.shape[0]])
-                ob += t
+            if batch:
+                ob += xcw[sl] * aw
                 ob += cw
+
+        chan.blockwise(gw, block)
         return out
 
     def conv_backward(self, dz2: np.ndarray, cache: StageCache, inner: bool = False, need_dx: bool = True):

@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from ._conv_ops import ConvGeometry, _tap_ranges, _taps
+from ._parallel import split_run
 
 __all__ = ["max_pool_forward", "max_pool_argmax", "max_pool_backward", "avg_pool_forward", "avg_pool_backward", "window_counts"]
 
@@ -118,24 +119,28 @@ def _max_pool_backward_tiles(dy: np.ndarray, x: np.ndarray, y: np.ndarray, geom:
         if c < n:
             dx[(slice(None),) * (a + 1) + (slice(c, n),)] = 0
     taps = _taps(geom)
-    per_sample = max(1, x[0].nbytes)
-    step = max(1, POOL_BLOCK_BYTES // per_sample)
-    shape = (min(step, dy.shape[0]),) + dy.shape[1:]
-    rest_buf = np.empty(shape, dtype=dy.dtype)
-    hit_buf = np.empty(shape, dtype=bool)
-    for n0 in range(0, dy.shape[0], step):
-        n1 = min(n0 + step, dy.shape[0])
-        rest, hit = rest_buf[:n1 - n0], hit_buf[:n1 - n0]
-        np.copyto(rest, dy[n0:n1])
-        yb = y[n0:n1]
-        for t, tap in enumerate(taps):
-            index = (slice(n0, n1),) + tuple(slice(k, k + o * s, s) for k, o, s in
-                                             zip(tap, geom.out_sizes, geom.strides))
-            dst = dx[index]
-            np.equal(x[index], yb, out=hit)
-            np.multiply(rest, hit, out=dst)
-            if t < len(taps) - 1:
-                rest -= dst
+    batch = dy.shape[0]
+    step = max(1, POOL_BLOCK_BYTES // max(1, x[0].nbytes))
+    shape = (min(step, batch),) + dy.shape[1:]
+
+    def run(b0, b1):  # blocks b0:b1 of samples (the two halves run on two threads)
+        rest_buf = np.empty(shape, dtype=dy.dtype)
+        hit_buf = np.empty(shape, dtype=bool)
+        for n0 in range(b0 * step, min(b1 * step, batch), step):
+            n1 = min(n0 + step, batch)
+            rest, hit = rest_buf[:n1 - n0], hit_buf[:n1 - n0]
+            np.copyto(rest, dy[n0:n1])
+            yb = y[n0:n1]
+            for t, tap in enumerate(taps):
+                index = (slice(n0, n1),) + tuple(slice(k, k + o * s, s) for k, o, s in
+                                                 zip(tap, geom.out_sizes, geom.strides))
+                dst = dx[index]
+                np.equal(x[index], yb, out=hit)
+                np.multiply(rest, hit, out=dst)
+                if t < len(taps) - 1:
+                    rest -= dst
+
+    split_run(run, -(-batch // step))
     return dx
 
 

@@ -22,6 +22,7 @@ from .. import constraints as _constraints
 from .. import regularizers as _regularizers
 from ..initializers import get as get_initializer
 from ..initializers import serialize as serialize_initializer
+from ._parallel import split_run
 from .base import InputSpec, Layer
 
 __all__ = ["BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization"]
@@ -139,6 +140,14 @@ def _standardize_backward(dxhat, xhat, inv, axes, count):
 BLOCK_BYTES = 1 << 18
 
 
+def _add_parts(parts):
+    """The partial sums of :func:`~fusenet.layers._parallel.split_run`, added in their order."""
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
+
+
 class _Channels:
     """Per-channel reductions and broadcasts for BatchNormalization on a merged view.
 
@@ -150,8 +159,9 @@ class _Channels:
 
     The passes that need a sum of what they just computed (:meth:`center`, :meth:`grad_sums`) run by
     blocks of rows of about :data:`BLOCK_BYTES` and add up per-block sums, so that each block is summed
-    while it is in cache. The fused convolution layers call the very same methods, so that they
-    reproduce the layer's numbers bit for bit.
+    while it is in cache; the two halves of the blocks run on two threads
+    (:func:`~fusenet.layers._parallel.split_run`, a fixed split: the same sums on one core). The fused
+    convolution layers call the very same methods, so that they reproduce the layer's numbers bit for bit.
     """
 
     def __init__(self, view, red, pshape):
@@ -207,12 +217,17 @@ class _Channels:
         if not self.rep:
             np.subtract(xw, m, out=out)
             return self.sum_prod(out, out)
-        acc = np.zeros(out.shape[1], dtype=out.dtype)
-        for sl in self.row_blocks(out):
-            ob = out[sl]
-            np.subtract(xw[sl], m, out=ob)
-            acc += np.einsum("ij,ij->j", ob, ob)
-        return self._fold(acc)
+        blocks = self.row_blocks(out)
+
+        def run(b0, b1):
+            acc = np.zeros(out.shape[1], dtype=out.dtype)
+            for sl in blocks[b0:b1]:
+                ob = out[sl]
+                np.subtract(xw[sl], m, out=ob)
+                acc += np.einsum("ij,ij->j", ob, ob)
+            return acc
+
+        return self._fold(_add_parts(split_run(run, len(blocks))))
 
     def grad_sums(self, g, xc, before=None):
         """``(sum(g), sum(g * xc))`` per channel, in one pass by blocks of rows; ``before(rows)``, when
@@ -223,15 +238,30 @@ class _Channels:
             return self.sum(g), self.sum_prod(g, xc)
         blocks = self.row_blocks(g)
         ones = np.ones(blocks[0].stop - blocks[0].start, dtype=g.dtype)
-        acc_g = np.zeros(g.shape[1], dtype=g.dtype)
-        acc_p = np.zeros(g.shape[1], dtype=g.dtype)
-        for sl in blocks:
-            if before is not None:
-                before(sl)
-            gb = g[sl]
-            acc_g += ones[:gb.shape[0]] @ gb
-            acc_p += np.einsum("ij,ij->j", gb, xc[sl])
-        return self._fold(acc_g), self._fold(acc_p)
+
+        def run(b0, b1):
+            acc = np.zeros((2, g.shape[1]), dtype=g.dtype)
+            for sl in blocks[b0:b1]:
+                if before is not None:
+                    before(sl)
+                gb = g[sl]
+                acc[0] += ones[:gb.shape[0]] @ gb
+                acc[1] += np.einsum("ij,ij->j", gb, xc[sl])
+            return acc
+
+        acc = _add_parts(split_run(run, len(blocks)))
+        return self._fold(acc[0]), self._fold(acc[1])
+
+    def blockwise(self, a, fn) -> None:
+        """``fn(rows)`` on every block of rows of the working matrix ``a`` (element-wise work: the two
+        halves of the blocks on two threads, see :mod:`fusenet.layers._parallel`)."""
+        blocks = self.row_blocks(a)
+
+        def run(b0, b1):
+            for sl in blocks[b0:b1]:
+                fn(sl)
+
+        split_run(run, len(blocks))
 
 
 class _GammaBetaMixin:
