@@ -73,7 +73,6 @@ from __future__ import annotations
 import functools
 import inspect
 import weakref
-from operator import is_ as _is
 
 import numpy as np
 
@@ -105,26 +104,74 @@ def _layer_call_hook(layer, x, training=False):
 
     The hook runs inside ``Layer.__call__``, so a call it takes runs the rest of ``__call__``
     (``_prepare_input``, ``forward``) itself instead of calling the layer a second time, unless
-    another hook was installed before ours (that one must see the inner call).
+    another hook was installed before ours (that one must see the inner call). The common case
+    (one recording tape, one input, one output array, no sublayers, a training call) is recorded
+    here, written out: it runs for every layer of a model on every training step.
     """
     tx = type(x)
     if tx is Tensor:  # the common case: the output of the previous layer call
-        if _PREVIOUS_HOOK is None and len(_STATE.recording) == 1:
-            return _call_simple(layer, x, x._value, training)
-        return _call_layer(layer, x, training, _PREVIOUS_HOOK is None)
-    if tx is not np.ndarray and (
+        arg = x._value
+    elif tx is not np.ndarray and (
         isinstance(x, Tensor) or (isinstance(x, (list, tuple)) and any(isinstance(v, Tensor) for v in x))
     ):
         return _call_layer(layer, x, training, _PREVIOUS_HOOK is None)
-    tapes = _STATE.recording
-    if tapes and layer.trainable and (layer._params or layer._sublayers or not layer.built):
-        for t in tapes:
-            if t.watch_accessed_variables:
-                if tx is np.ndarray and _PREVIOUS_HOOK is None and len(tapes) == 1:
-                    return _call_simple(layer, None, x, training)
-                return _call_layer(layer, x, training, _PREVIOUS_HOOK is None)
-    previous = _PREVIOUS_HOOK
-    return NotImplemented if previous is None else previous(layer, x, training)
+    else:
+        tapes = _STATE.recording
+        if not (tapes and layer.trainable and (layer._params or layer._sublayers or not layer.built)
+                and any(t.watch_accessed_variables for t in tapes)):
+            previous = _PREVIOUS_HOOK
+            return NotImplemented if previous is None else previous(layer, x, training)
+        if tx is not np.ndarray:
+            return _call_layer(layer, x, training, _PREVIOUS_HOOK is None)
+        arg, x = x, None
+    state = _STATE
+    tapes = state.recording
+    if _PREVIOUS_HOOK is not None or len(tapes) != 1:
+        return _call_layer(layer, arg if x is None else x, training, _PREVIOUS_HOOK is None)
+    barrier = state.barrier
+    state.barrier = len(state.stack)
+    state.recording = ()
+    try:  # the remainder of Layer.__call__; no tape records inside the layer
+        y = layer.forward(layer._prepare_input(arg), training=bool(training))
+        if layer.activity_regularizer is not None:
+            layer._activity_output = y if training else None
+    finally:
+        state.barrier = barrier
+        state.recording = tapes
+    if type(y) is not np.ndarray or layer._sublayers or not training:
+        return _record(layer, x, None, arg, y, training, tapes)
+    xt = x if x is not None else _wrap(arg)
+    info = _INFO.get(id(layer))  # the layer's info (_layer_info, written out)
+    if (info is None or info.ref() is not layer or info.trainable is not layer.trainable
+            or tuple(map(id, layer._params.values())) != info.param_ids):
+        info = _layer_info(layer)
+    tape = tapes[0]
+    known = tape._tensors
+    variables = info.variables
+    if (variables and info.trainable and tape.watch_accessed_variables
+            and known.keys().isdisjoint(info.var_ids)):
+        # the layer's first call on this tape: its trainable weights are watched, all at once
+        known.update(info.var_items)
+        tape._watched.update(info.var_items)
+        tape._arrays = None
+    elif not tape._tracks_any((xt,) + variables):
+        return y if x is None else _wrap(y)
+    node = _new_object(_SimpleLayerNode)
+    out = _new_object(Tensor)  # _wrap(y), written out
+    out._value = y
+    out.name = None
+    node.inputs = (xt,) + variables
+    node.outputs = (out,)
+    node._stamp = ASSIGNMENTS[0]
+    node.layer = layer
+    node.info = info
+    node.saved = layer._cache
+    tape._nodes.append(node)
+    known[id(out)] = out
+    calls = tape._layer_calls
+    key = id(layer)
+    calls[key] = calls.get(key, 0) + 1
+    return out
 
 
 def _hook_on():
@@ -151,7 +198,7 @@ class _LayerInfo:
     """
 
     __slots__ = ("names", "variables", "arrays", "owners", "trainable", "ref", "var_ids", "var_items", "array_ids",
-                 "array_items", "plain_zero", "grad_keys")
+                 "array_items", "plain_zero", "grad_keys", "grad_names", "param_ids")
 
     def __init__(self, layer, params):
         own = getattr(layer, "_tape_variables", {})
@@ -167,11 +214,14 @@ class _LayerInfo:
         self.array_ids = tuple(id(v._value) for v in variables)
         self.array_items = tuple((a, (v,)) for a, v in zip(self.array_ids, variables))
         self.arrays = tuple(params.values())
+        self.param_ids = tuple(map(id, self.arrays))  # (the arrays are kept: ids stay unique)
         self.owners = tuple(owners[k] for k in self.names)
         # zeroing the grads is filling layer._grads (no sublayers, zero_grad not overridden)
         self.plain_zero = not layer._sublayers and type(layer).zero_grad is Layer.zero_grad
         # (id of the Variable, key in layer._grads) of a layer without sublayers (its own grads)
         self.grad_keys = tuple((i, local) for i, (owner, local) in zip(self.var_ids, self.owners) if owner is layer)
+        # the keys of layer._grads in parameter order, when every gradient is the layer's own
+        self.grad_names = tuple(local for _, local in self.grad_keys) if len(self.grad_keys) == len(self.arrays) else None
         self.trainable = None
         self.ref = weakref.ref(layer, functools.partial(_forget, _INFO, id(layer)))
 
@@ -179,28 +229,21 @@ class _LayerInfo:
 def _forget(registry: dict, key: int, ref) -> None:
     """Drop the info of a layer that was garbage-collected (``registry`` is bound: this also runs
     while the interpreter shuts down)."""
-    entry = registry.get(key)
-    if entry is not None and entry[0] is ref:
+    info = registry.get(key)
+    if info is not None and info.ref is ref:
         del registry[key]
 
 
-_INFO: dict = {}  # id(layer) -> (weak reference to the layer, its _LayerInfo)
+_INFO: dict = {}  # id(layer) -> its _LayerInfo (whose ``ref`` is a weak reference to the layer)
 
 
 def _layer_info(layer: Layer) -> _LayerInfo:
     """The cached :class:`_LayerInfo` of a built layer, rebuilt when its parameter arrays changed."""
     params = layer.params if layer._sublayers else layer._params
-    entry = _INFO.get(id(layer))
-    if entry is not None and entry[0]() is layer:
-        info = entry[1]
-        arrays = info.arrays
-        if len(arrays) != len(params) or not all(map(_is, arrays, params.values())):
-            info = None
-    else:
-        info = None
-    if info is None:
+    info = _INFO.get(id(layer))
+    if info is None or info.ref() is not layer or tuple(map(id, params.values())) != info.param_ids:
         info = _LayerInfo(layer, params)
-        _INFO[id(layer)] = (info.ref, info)
+        _INFO[id(layer)] = info
     if info.trainable is not layer.trainable:
         info.trainable = trainable = layer.trainable
         for v in info.variables:
@@ -256,74 +299,6 @@ def call_layer(layer: Layer, x, training: bool = False):
     if not isinstance(layer, Layer):
         raise TypeError(f"call_layer: expected a fusenet Layer. Received: {type(layer).__name__}")
     return _call_layer(layer, x, training)
-
-
-def _call_simple(layer, x, arg, training):
-    """:func:`_call_layer` for the common case, called from the hook: one recording tape, one
-    input (the Tensor ``x``, or the array ``arg`` when ``x`` is None), no other hook to chain to.
-    A layer with one output and no sublayers is recorded here; anything else by :func:`_record`."""
-    state = _STATE
-    tapes = state.recording
-    barrier = state.barrier
-    state.barrier = len(state.stack)
-    state.recording = ()
-    try:  # the remainder of Layer.__call__ (the hook runs inside it); no tape records inside
-        y = layer.forward(layer._prepare_input(arg), training=bool(training))
-        if layer.activity_regularizer is not None:
-            layer._activity_output = y if training else None
-    finally:
-        state.barrier = barrier
-        state.recording = tapes
-    if type(y) is not np.ndarray or layer._sublayers or not layer.built:
-        return _record(layer, x, None, arg, y, training, tapes)
-    xt = x if x is not None else _wrap(arg)
-    # the layer's cached info (as _layer_info, written out)
-    entry = _INFO.get(id(layer))
-    params = layer._params
-    if entry is None or entry[0]() is not layer:
-        info = _layer_info(layer)
-    else:
-        info = entry[1]
-        arrays = info.arrays
-        if (len(arrays) != len(params) or not all(map(_is, arrays, params.values()))
-                or info.trainable is not layer.trainable):
-            info = _layer_info(layer)
-    tape = tapes[0]
-    known = tape._tensors
-    variables = info.variables
-    if (variables and info.trainable and tape.watch_accessed_variables
-            and known.keys().isdisjoint(info.var_ids)):
-        # the layer's first call on this tape: its trainable weights are watched, all at once
-        known.update(info.var_items)
-        tape._watched.update(info.var_items)
-        arrays = tape._arrays
-        if arrays.keys().isdisjoint(info.array_ids):
-            arrays.update(info.array_items)
-        else:
-            for key, (v,) in info.array_items:
-                arrays[key] = arrays.get(key, ()) + (v,)
-    elif not tape._tracks_any((xt,) + variables):
-        return y if x is None else _wrap(y)
-    node = _new_object(_LayerNode)
-    out = _wrap(y)
-    node.inputs = (xt,) + variables
-    node.outputs = (out,)
-    node._stamp = ASSIGNMENTS[0]
-    node.layer = layer
-    node.info = info
-    node.saved = layer._cache if training else _NOT_TRAINING
-    node.n_in = 1
-    node.multi_in = False
-    node.n_recorders = 1
-    node.simple = bool(training)
-    nodes = tape._nodes
-    node.index = len(nodes)
-    nodes.append(node)
-    known[id(out)] = out
-    calls = tape._layer_calls
-    key = id(layer)
-    calls[key] = calls.get(key, 0) + 1
-    return out
 
 
 def _call_layer(layer, x, training, inline=False):
@@ -397,9 +372,7 @@ def _record(layer, x, items, arg, y, training, tapes):
     outs = node.outputs
     sublayers = _all_layers(layer)[1:] if layer._sublayers else ()
     for t in recorders:
-        nodes = t._nodes
-        node.index = len(nodes)
-        nodes.append(node)
+        t._nodes.append(node)
         known = t._tensors
         for o in outs:
             known[id(o)] = o
@@ -445,7 +418,6 @@ class _LayerNode(ComputationNode):
         self.inputs = node_inputs
         self.outputs = tuple([_wrap(v) for v in y]) if multi_out else (_wrap(y),)
         self._stamp = ASSIGNMENTS[0]
-        self.index = -1
         self.layer = layer
         self.info = info
         sublayers = layer._sublayers
@@ -673,6 +645,17 @@ class _LayerNode(ComputationNode):
                 original += mine[-1]
         contributions = iter(mine)
         return dx, [next(contributions) if need else None for need in needs[self.n_in:]]
+
+
+class _SimpleLayerNode(_LayerNode):
+    """A :class:`_LayerNode` of the common case, built by the hook: one input, one output, no
+    sublayers, a training call, one recording tape (these facts are class attributes)."""
+
+    __slots__ = ()
+    n_in = 1
+    multi_in = False
+    n_recorders = 1
+    simple = True
 
 
 # ---------------------------------------------------------------- layers written with tape operations

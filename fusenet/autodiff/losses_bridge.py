@@ -190,7 +190,6 @@ class _LossNode(ComputationNode):
         self.outputs = (out,)
         self._vjp = None
         self._stamp = ASSIGNMENTS[0]
-        self.index = -1
         self.loss = loss
         self.grad = grad
         self.n_recorders = 1

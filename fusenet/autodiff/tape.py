@@ -45,6 +45,7 @@ Tapes are not thread-safe: record and differentiate from one thread.
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections import deque
 from itertools import chain
 
@@ -163,7 +164,7 @@ class ComputationNode:
         attrs: static arguments worth showing (axis, shape, ...).
     """
 
-    __slots__ = ("op", "inputs", "outputs", "attrs", "_vjp", "_stamp", "index")
+    __slots__ = ("op", "inputs", "outputs", "attrs", "_vjp", "_stamp")
 
     #: the node adds its input gradients into the gradient table itself (``_backward_into``)
     _adds_into_grads = False
@@ -175,7 +176,6 @@ class ComputationNode:
         self.attrs = attrs or {}
         self._vjp = vjp
         self._stamp = ASSIGNMENTS[0]  # Variable assignments so far (see _check_versions)
-        self.index = -1
 
     def _check_versions(self) -> None:
         """Raise when a Variable input was assigned after this node was recorded."""
@@ -440,7 +440,7 @@ class GradientTape:
         self._tensors: dict = {}  # id -> Tensor: watched tensors and recorded outputs
         self._watched: dict = {}  # id -> Tensor: explicitly or automatically watched
         self._layer_calls: dict = {}  # id(layer) -> number of its calls recorded (layers_bridge)
-        self._arrays: dict = {}  # id(ndarray) -> (Variable, ...): the watched Variables on each array
+        self._arrays = None  # id(ndarray) -> (Variable, ...), built when needed (_array_index)
 
     # ------------------------------------------------------------ context
     def __enter__(self) -> "GradientTape":
@@ -523,8 +523,23 @@ class GradientTape:
             self._index_variable(t)
 
     def _index_variable(self, v: Variable) -> None:
-        key = id(v._value)
-        self._arrays[key] = self._arrays.get(key, ()) + (v,)
+        self._arrays = None  # rebuilt when needed (_array_index)
+
+    def _array_index(self) -> dict:
+        """``id(ndarray) -> (Variable, ...)``: the watched Variables on each array, in the order
+        they were watched (built when first needed after a watch)."""
+        arrays = self._arrays
+        if arrays is None:
+            variables = list(filter(_IS_VARIABLE, self._watched.values()))
+            ids = list(map(id, map(_VALUE, variables)))
+            if len(set(ids)) == len(ids):  # one Variable per array (the usual case): C-level maps
+                arrays = dict(zip(ids, zip(variables)))
+            else:
+                arrays = {}
+                for key, v in zip(ids, variables):
+                    arrays[key] = arrays.get(key, ()) + (v,)
+            self._arrays = arrays
+        return arrays
 
     def _tracks_any(self, tensors) -> bool:
         """Whether this tape follows one of ``tensors`` (watching accessed trainable Variables)."""
@@ -536,29 +551,19 @@ class GradientTape:
                 found = True
             elif self.watch_accessed_variables and type(t) is Variable and t.trainable:
                 known[key] = self._watched[key] = t
-                arrays = self._arrays
-                key = id(t._value)
-                arrays[key] = arrays.get(key, ()) + (t,)
+                self._arrays = None
                 found = True
         return found
 
     def _watch_all(self, ids, items, array_ids, array_items) -> None:
         """Watch Variables none of which this tape knows yet, at once: ``items`` are
-        ``(id(v), v)``, ``array_items`` ``(id(v.numpy()), (v,))`` (the layer bridge keeps these
-        per layer)."""
+        ``(id(v), v)`` (the layer bridge keeps these per layer)."""
         self._tensors.update(items)
         self._watched.update(items)
-        arrays = self._arrays
-        if arrays.keys().isdisjoint(array_ids):
-            arrays.update(array_items)
-        else:
-            for key, (v,) in array_items:
-                arrays[key] = arrays.get(key, ()) + (v,)
+        self._arrays = None
 
     def _add(self, node: ComputationNode) -> None:
-        nodes = self._nodes
-        node.index = len(nodes)
-        nodes.append(node)
+        self._nodes.append(node)
         known = self._tensors
         for t in node.outputs:
             known[id(t)] = t
@@ -589,7 +594,7 @@ class GradientTape:
     def _resolve(self, source):
         """The tracked Tensors that stand for ``source`` (a Tensor/Variable or a parameter ndarray)."""
         if isinstance(source, np.ndarray):
-            return self._arrays.get(id(source), ())
+            return self._array_index().get(id(source), ())
         if not isinstance(source, Tensor):
             raise TypeError(
                 "GradientTape.gradient: expected every source to be a Tensor, a Variable or a parameter ndarray "
@@ -597,7 +602,7 @@ class GradientTape:
             )
         found = [source] if id(source) in self._tensors else []
         if isinstance(source, Variable):
-            found += [v for v in self._arrays.get(id(source._value), ()) if v is not source]
+            found += [v for v in self._array_index().get(id(source._value), ()) if v is not source]
         return found
 
     def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
@@ -645,14 +650,14 @@ class GradientTape:
         # (e.g. the parameter arrays of model.trainable_weights, each used by one layer)
         resolved = None
         if set(map(type, leaves)) == _NDARRAY_ONLY:
-            resolved = list(map(self._arrays.get, map(id, leaves)))
+            resolved = list(map(self._array_index().get, map(id, leaves)))
             if None in resolved:
                 resolved = None
             else:
                 flat = list(chain.from_iterable(resolved))
                 single = len(flat) == len(resolved)
         if resolved is None:
-            get_array = self._arrays.get
+            get_array = self._array_index().get
             resolved = [get_array(id(s), ()) if type(s) is np.ndarray else self._resolve(s) for s in leaves]
             flat = [t for group in resolved for t in group]
             single = False
@@ -734,6 +739,8 @@ class GradientTape:
 
 
 _NDARRAY_ONLY = {np.ndarray}
+_IS_VARIABLE = Variable.__instancecheck__  # isinstance(t, Variable) as a C-level function
+_VALUE = operator.attrgetter("_value")
 _VARIABLE_ONLY = {Variable}
 _ONES: dict = {}
 _SEED_IDS: set = set()  # ids of the Tensors in _ONES (kept alive there)
