@@ -172,7 +172,8 @@ def test_code_is_python_naming_every_node(rng):
     compiled(x)
     code = compiled.code
     tree = ast.parse(code)
-    assert [f.name for f in tree.body] == ["forward"]
+    names = [f.name for f in tree.body]  # forward, after one function per run of per-sample steps (its chunks)
+    assert names[-1] == "forward" and all(n.endswith("_lane") for n in names[:-1])
     g = compiled.graph(x)
     comments = [line.strip() for line in code.splitlines() if line.strip().startswith("# ")]
     for node in g.layer_nodes:
@@ -286,12 +287,12 @@ def test_runs_of_per_sample_steps_go_over_the_batch_in_chunks(rng, monkeypatch, 
     finally:
         set_floatx(before)
     shape = (12, 12, 3) if which == "small_cnn" else (8, 8, 3)
-    x = rng.normal(size=(6,) + shape).astype(dtype)
+    x = rng.normal(size=(12,) + shape).astype(dtype)
     model(x)
     untiled = graph.compile(model)
     expected = untiled(x)
     plan = untiled._last_plan.inference
-    assert plan.segments and all(seg.chunk(6) == 6 for seg in plan.segments)  # everything fits: one chunk
+    assert plan.segments and all(seg.chunk(12) == 12 for seg in plan.segments)  # everything fits: one chunk
     monkeypatch.setattr(_codegen, "TILE_BYTES", max(seg.per_sample for seg in plan.segments) * 3)
     compiled = graph.compile(model)
     for _ in range(2):  # the second call through the same arrays
@@ -301,13 +302,14 @@ def test_runs_of_per_sample_steps_go_over_the_batch_in_chunks(rng, monkeypatch, 
         expected = untiled(x)
     plan = compiled._last_plan.inference
     seg = plan.segments[0]
-    assert seg.chunk(6) == 3 and seg.chunk(5) == 5 and seg.chunk(7) == 7  # a divisor, or no tiling
-    memory = plan.function(6).memory
+    assert seg.chunk(12) == 3 and seg.chunk(5) == 5 and seg.chunk(7) == 7  # a divisor, or no tiling
+    memory = plan.function(12).memory
     inner = [memory.arrays[k] for k in seg.internal if k in memory.arrays]
-    assert inner and all(a.shape[0] == 3 for a in inner)  # made and read inside the run: one chunk's worth
-    if which == "small_cnn":  # (the runs of the ResNet hold more chunk arrays at once than it saves at 2 chunks)
-        assert compiled.buffer_nbytes(x) < untiled.buffer_nbytes(x)
-    assert "_chunks:" in compiled.code
+    lanes = _codegen.LANES
+    assert inner and all(a.shape[0] == 3 * lanes for a in inner)  # made and read inside the run: a chunk per lane
+    runs = compiled._last_plan.inference.function(12).__globals__[seg.loop]
+    assert len(runs) == lanes and sorted(r[0] for lane in runs for r in lane) == [0, 3, 6, 9]
+    assert "_run_lanes(" in compiled.code and "_lane(_runs" in compiled.code
 
 
 def test_dynamic_batch_binds_each_batch_size_once(rng):

@@ -19,6 +19,7 @@ import re
 
 import numpy as np
 
+from ..fusion._parallel import run_chunks
 from ._lowering import AddStep, AffineStep, ConvStep, MaxPoolStep, ReluStep, Tensor, internal_tensors, lower_node
 from ._memory import MemoryPlan, _Pool
 from ._program import _direct_ok
@@ -70,8 +71,12 @@ def _own(value, storages):
 # ---------------------------------------------------------------- tiled segments
 #: the steps that work sample by sample into planned arrays, so that a run of them can go over the batch in chunks
 _TILEABLE = (ConvStep, ReluStep, AffineStep, MaxPoolStep, AddStep)
-#: the bytes per chunk of a tiled run (its stages and the tensors it makes): well inside the 4 MB L2 of a core
-TILE_BYTES = 3 << 20
+#: the bytes per chunk of a tiled run (the largest working set of one of its steps): well inside the 4 MB L2 of a
+#: core (reference cnn at 2 threads: chunks of 4 and 8 samples ran 165 and 139 ms where the whole batch took 214;
+#: with 8 the plan holds 13.6 MiB, with 4 7.4 MiB)
+TILE_BYTES = 3 << 19
+#: threads sharing out the chunks of a tiled run (each with its own set of the run's arrays)
+LANES = 2
 
 
 class _Segment:
@@ -144,25 +149,41 @@ class _EmitContext:
 
 
 class _BindContext:
-    def __init__(self, memory, index, rows=None, internal=()):
+    def __init__(self, memory, index, rows=None, internal=(), lane=None, lane_index=0):
         self.memory, self.index = memory, index
         self.rows, self.internal = rows, internal  # a chunk of a tiled run: whole-batch arrays are sliced
+        self.lane, self.lane_index = lane, lane_index  # and its lane's share of the run's own arrays
 
     def array(self, key):
         a = self.memory.arrays.get(key)
-        if a is None or self.rows is None or key in self.internal:
+        if a is None or self.rows is None:
             return a
-        return a[self.rows]
+        return _lane_view(a, self.lane) if key in self.internal else a[self.rows]
 
     def stage_array(self):
-        return self.memory.stages.get(self.index)
+        return _lane_view(self.memory.stages.get(self.index), self.lane)
 
     @property
     def elided(self):
         return self.index in self.memory.elided
 
     def workspace_arrays(self):
-        return self.memory.workspaces.get(self.index, {})
+        lanes = self.memory.lane_workspaces.get(self.index)
+        return lanes[self.lane_index] if lanes else {}
+
+
+def _lane_view(array, lane):
+    """``array[lane]`` (a lane's rows of a tiled run's own array), or ``array`` when there are no lanes."""
+    return array if array is None or lane is None else array[lane]
+
+
+def _run_lanes(fn, lanes, *args):
+    """``fn(runs, *args)`` for each lane's runs: on up to ``len(lanes)`` threads side by side (BLAS at one thread
+    meanwhile, :func:`fusenet.fusion._parallel.run_chunks`), each lane on its own arrays."""
+    if len(lanes) == 1:
+        fn(lanes[0], *args)
+        return
+    run_chunks(lambda w: fn(lanes[w], *args), len(lanes))
 
 
 class InferencePlan:
@@ -249,25 +270,30 @@ class InferencePlan:
                 n = self.tensors[key].name
                 lines.append(f"    {n} = {n}_cast({n}, False)  # the Input layer casts to {self.tensors[key].dtype}")
         starts = {seg.start: seg for seg in self.segments}
-        segment, indent, header = None, "    ", None
+        lanes_source = []  # one function per tiled run: its chunks, one lane's share
+        segment, target = None, lines
         for i, step in enumerate(self.steps):
             if i in starts:
                 segment = starts[i]
-                header = len(lines) + 1  # the loop line, written when the run's names are all known
-                lines += self._open_segment(segment, ctx)
-                indent = "        "
+                target = self._open_segment(segment, ctx)
+            indent = "        " if segment is not None else "    "
             ins = ", ".join(self.tensors[k].name for k in step.inputs)
             out = ", ".join(f"{self.tensors[k].name} {_shape_text(self.tensors[k].shape)}" for k in step.outputs)
             how = {"kernel": "", "view": ", view", "call": ", calls the layer"}[step.kind]
-            lines.append(f"{indent}# {_comment(step.describe())}{how}: {ins} -> {out}")
-            lines += [f"{indent}{line}" for line in step.emit(ctx)]
+            target.append(f"{indent}# {_comment(step.describe())}{how}: {ins} -> {out}")
+            target += [f"{indent}{line}" for line in step.emit(ctx)]
             if segment is not None and i == segment.stop:
                 syms = [sym for j in range(segment.start, segment.stop + 1) for sym in self.steps[j]._syms.values()]
                 segment.syms = syms
                 segment.names = ["_n0", "_n1"] + syms + segment.names
-                lines[header] = f"    for {', '.join(segment.names)} in {segment.loop}:"
+                args = "".join(f", {name}" for _, name in segment.slices)
+                target[1] = f"    for {', '.join(segment.names)} in _runs:"
+                lanes_source += target + ["", ""]
+                lines.append(f"    # steps {segment.start}-{segment.stop} sample by sample: over the batch in chunks of at "
+                             f"most {TILE_BYTES >> 20} MB, the chunks shared out between threads")
+                lines.append(f"    _run_lanes({segment.loop}_lane, {segment.loop}{args})")
                 ctx.alias = {}
-                segment, indent = None, "    "
+                segment, target = None, lines
         results = []
         for key in self.output_keys:
             n = self.tensors[key].name
@@ -278,14 +304,12 @@ class InferencePlan:
             else:
                 results.append(f"_own({n}, _storages)")
         lines.append(f"    return [{', '.join(results)}]")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lanes_source + lines) + "\n"
 
     def _open_segment(self, segment, ctx):
-        """The first lines of the loop over the chunks of a tiled run (the loop line itself is a placeholder)."""
+        """The first lines of the function running one lane's chunks of a tiled run (its loop line is a placeholder)."""
         names = self.steps[0].names
         segment.loop = names.make(f"{self.steps[segment.start].name}_chunks")
-        lines = [f"    # steps {segment.start}-{segment.stop} sample by sample: over the batch in chunks of at most"
-                 f" {TILE_BYTES >> 20} MB (one chunk when it all fits)", "    for ...:"]
         segment.names, segment.slices = [], []
         for key in segment.keys:
             alias = names.make(f"{self.tensors[key].name}_chunk")
@@ -294,6 +318,8 @@ class InferencePlan:
                 segment.names.append(alias)
             else:  # a model input or a layer's new array: sliced here
                 segment.slices.append((alias, self.tensors[key].name))
+        args = "".join(f", {name}" for _, name in segment.slices)
+        lines = [f"def {segment.loop}_lane(_runs{args}):", "    for ...:"]
         lines += [f"        {alias} = {name}[_n0:_n1]" for alias, name in segment.slices]
         return lines
 
@@ -309,15 +335,19 @@ class InferencePlan:
         return fn
 
     def _tiles(self, batch):
-        """``[(segment, chunk)]`` of every tiled run at ``batch``, and the tiles argument of the memory plan."""
-        chunks = [(seg, seg.chunk(batch)) for seg in self.segments]
-        return chunks, [(seg.start, seg.stop, c, seg.internal) for seg, c in chunks if c < batch]
+        """``[(segment, chunk, lanes)]`` of every run at ``batch``, and the tiles argument of the memory plan."""
+        chunks = []
+        for seg in self.segments:
+            chunk = seg.chunk(batch)
+            chunks.append((seg, chunk, min(LANES, batch // chunk)))
+        return chunks, [(seg.start, seg.stop, c, seg.internal, lanes) for seg, c, lanes in chunks if c < batch]
 
     def _bind(self, batch):
         chunks, tiles = self._tiles(batch)
         memory = MemoryPlan(self, batch, tiles)
         namespace = dict(_HELPERS)
         namespace["_own"] = _own
+        namespace["_run_lanes"] = _run_lanes
         namespace["_storages"] = tuple(memory.storages)
         for key, layer in zip(self.input_keys, self.input_casts):
             if layer is not None:
@@ -325,18 +355,19 @@ class InferencePlan:
         for key, array in memory.arrays.items():
             namespace[self.tensors[key].name] = array
         in_segment = set()
-        for seg, chunk in chunks:
+        for seg, chunk, lanes in chunks:
             in_segment.update(range(seg.start, seg.stop + 1))
-            runs = []
-            for n0 in range(0, batch, chunk):
-                rows = slice(n0, n0 + chunk)
+            runs = [[] for _ in range(lanes)]
+            for c, n0 in enumerate(range(0, batch, chunk)):
+                rows, w = slice(n0, n0 + chunk), c % lanes
+                lane = slice(w * chunk, (w + 1) * chunk) if lanes > 1 else None
                 bound = {}
                 for i in range(seg.start, seg.stop + 1):
-                    bound.update(self.steps[i].bind(_BindContext(memory, i, rows, seg.internal)))
-                arrays = [memory.arrays[k] if k in seg.internal else memory.arrays[k][rows]
+                    bound.update(self.steps[i].bind(_BindContext(memory, i, rows, seg.internal, lane, w)))
+                arrays = [_lane_view(memory.arrays[k], lane) if k in seg.internal else memory.arrays[k][rows]
                           for k in seg.keys if self.fixed(k)]
-                runs.append(tuple([n0, n0 + chunk] + [bound[sym] for sym in seg.syms] + arrays))
-            namespace[seg.loop] = tuple(runs)
+                runs[w].append(tuple([n0, n0 + chunk] + [bound[sym] for sym in seg.syms] + arrays))
+            namespace[seg.loop] = tuple(tuple(r) for r in runs)
         for i, step in enumerate(self.steps):
             if i not in in_segment:
                 namespace.update(step.bind(_BindContext(memory, i)))

@@ -18,8 +18,10 @@ but the copies of the outputs they return.
 *Tiled segments* (``tiles``): a run of per-sample steps that the plan runs over the batch in chunks
 of ``chunk`` samples (all its steps for samples 0..chunk-1, then for the next chunk, ...). The
 tensors made and read only inside the run, its stages and its workspaces are then sized for one
-chunk (and stay in cache from one step to the next); the tensors it reads from before the run and
-the ones it writes for later steps keep the whole batch, written one chunk slice at a time. So
+chunk (and stay in cache from one step to the next), once per *lane* (``lanes`` threads run the chunks
+side by side, each lane on its own arrays: lane after lane along the batch axis of the tensors and
+stages, ``lane_workspaces`` for the workspaces); the tensors it reads from before the run and the
+ones it writes for later steps keep the whole batch, written one chunk slice at a time. So
 nothing taken inside the run is given back before its last step (a later chunk writes the run's
 arrays again while the whole-batch outputs of earlier chunks must survive), the whole-batch inputs
 of the run live to its last step, and no padding is elided across the chunked/whole boundary
@@ -79,19 +81,20 @@ class MemoryPlan:
     def __init__(self, plan, batch, tiles=()):
         steps, tensors = plan.steps, plan.tensors
         n = len(steps)
-        tile_of = {}  # step index -> (first step, last step, chunk) of its tiled segment
-        internal = set()  # tensors sized for one chunk
-        for start, stop, chunk, inner in tiles:
+        tile_of = {}  # step index -> (first step, last step, chunk, lanes) of its tiled segment
+        internal = set()  # tensors sized for one chunk per lane
+        for start, stop, chunk, inner, lanes in tiles:
             for i in range(start, stop + 1):
-                tile_of[i] = (start, stop, chunk)
+                tile_of[i] = (start, stop, chunk, lanes)
             internal |= set(inner)
 
-        def rows(i):  # the batch a step's stage and workspaces are sized for
+        def rows(i):  # the batch a step's stage is sized for (one chunk per lane, lane after lane)
             tile = tile_of.get(i)
-            return batch if tile is None else tile[2]
+            return batch if tile is None else tile[2] * tile[3]
 
         def tensor_rows(key):
-            return tile_of[tensors[key].step_index][2] if key in internal else batch
+            tile = tile_of.get(tensors[key].step_index) if key in internal else None
+            return batch if tile is None else tile[2] * tile[3]
         readers = {}
         for i, step in enumerate(steps):
             for key in step.inputs:
@@ -113,7 +116,7 @@ class MemoryPlan:
         for key, owners in aliases.items():
             for owner in owners:
                 end[owner] = max(end.get(owner, -1), last.get(key, -1), tensors[owner].step_index)
-        for i, (start, stop, _) in tile_of.items():  # whole-batch inputs of a tiled run live through it
+        for i, (start, stop, _, _) in tile_of.items():  # whole-batch inputs of a tiled run live through it
             for key in steps[i].inputs:
                 t = tensors.get(key)
                 if t is not None and t.step_index is not None and start <= t.step_index <= stop:
@@ -142,7 +145,7 @@ class MemoryPlan:
 
         pool = _Pool()
         owner_storage, stage_storage = {}, {}
-        self.stages, self.elided, self.workspaces = {}, set(), {}
+        self.stages, self.elided, self.workspaces, self.lane_workspaces = {}, set(), {}, {}
         ws_storage = {}
         transferred = set()
         deferred = []  # storages given back inside a tiled run: given at its last step
@@ -172,12 +175,14 @@ class MemoryPlan:
                 stage_storage[i] = pool.take(_stage_nbytes(step, tensors, rows(i)))
                 transient.append(stage_storage[i])
             strided = step.outputs[0] in elide if step.outputs else False
-            ws = step.workspaces(rows(i), strided)
-            ws_storage[i] = {}
-            for name, (shape, dtype) in ws.items():
-                s = pool.take(int(np.prod(shape)) * np.dtype(dtype).itemsize)
-                ws_storage[i][name] = (s, shape, dtype)
-                transient.append(s)
+            ws = step.workspaces(batch if tile is None else tile[2], strided)
+            ws_storage[i] = []
+            for _ in range(1 if tile is None else tile[3]):  # one set per lane
+                ws_storage[i].append({})
+                for name, (shape, dtype) in ws.items():
+                    s = pool.take(int(np.prod(shape)) * np.dtype(dtype).itemsize)
+                    ws_storage[i][-1][name] = (s, shape, dtype)
+                    transient.append(s)
             for s in transient:
                 give(s)
             if i in self.elided:
@@ -213,7 +218,9 @@ class MemoryPlan:
                     self.arrays[key] = view(owner_storage[key], shape, t.dtype)
                 elif step.kind == "view" and plan.fixed(key):
                     self.arrays[key] = self.arrays[step.inputs[0]].reshape(shape)
-            self.workspaces[i] = {name: view(s, shape, dtype) for name, (s, shape, dtype) in ws_storage[i].items()}
+            self.lane_workspaces[i] = [{name: view(s, shape, dtype) for name, (s, shape, dtype) in lane.items()}
+                                       for lane in ws_storage[i]]
+            self.workspaces[i] = self.lane_workspaces[i][0]
 
 
 def _stage_nbytes(step, tensors, batch) -> int:
