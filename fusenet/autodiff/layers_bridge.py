@@ -554,14 +554,15 @@ class _LayerNode(ComputationNode):
         layer._cache = self.saved
         dy = grads[0]._value
         dtype = self.outputs[0]._value.dtype
-        if dy.dtype is not dtype and dy.dtype != dtype:
-            dy = dy.astype(dtype)
-        elif not dy.flags.writeable:  # a shared seed: a backward may work in place
-            dy = dy.copy()
+        if dy.dtype is not dtype or not dy.flags.writeable:
+            if dy.dtype != dtype:
+                dy = dy.astype(dtype)
+            elif not dy.flags.writeable:  # a shared seed: a backward may work in place
+                dy = dy.copy()
         backprop = _STATE.backprop
         info = self.info
+        key = id(layer)
         if backprop.replace:
-            key = id(layer)
             zeroed = backprop.zeroed
             if key not in zeroed:  # this gradient computation sets the layer's grads
                 zeroed.add(key)
@@ -577,45 +578,60 @@ class _LayerNode(ComputationNode):
             alias = False
         need_dx = needs[0]
         skip_dx = not need_dx and layer._input_grad_needed
-        if alias:
-            state = _STATE
-            barrier = state.barrier
-            state.barrier = len(state.stack)
+        if not alias:
+            self._pull_fresh_into(dy, needs, skip_dx, table)
+            return
+        state = _STATE
+        barrier = state.barrier
+        state.barrier = len(state.stack)
+        if skip_dx:
+            layer._input_grad_needed = False
+        try:
+            dx = layer.backward(dy)
+        finally:
+            state.barrier = barrier
             if skip_dx:
-                layer._input_grad_needed = False
-            try:
-                dx = layer.backward(dy)
-            finally:
-                state.barrier = barrier
-                if skip_dx:
-                    layer._input_grad_needed = True
-        else:
-            dx, params = self._pull_into_fresh(dy, needs, skip_dx)
+                layer._input_grad_needed = True
         if need_dx and dx is not None:
-            t = self.inputs[0]
-            value = t._value
-            if type(dx) is np.ndarray and dx.dtype is value.dtype and dx.shape == value.shape:
-                k = id(t)
-                prev = table.get(k)
-                table[k] = _wrap(dx) if prev is None else _ops.add(prev, _wrap(dx))
-            else:
-                accumulate(table, t, _wrap(dx), self)
+            self._put_dx(dx, table)
+        # every parameter's gradient is its array in the layer's grads (an entry for a parameter
+        # that is no source is never read: parameters are leaves)
+        names = info.grad_names
+        if names is not None and table.keys().isdisjoint(info.var_ids):
+            table.update(zip(info.var_ids, map(_wrap, map(layer._grads.__getitem__, names))))
+            return
+        own = layer._grads
         setdefault = table.setdefault
-        if alias:  # every parameter's gradient is its array in the layer's grads (an entry for a
-            # parameter that is no source is never read: parameters are leaves)
-            own = layer._grads
-            for k, name in info.grad_keys:
-                g = _wrap(own[name])
+        for k, name in info.grad_keys:
+            g = _wrap(own[name])
+            prev = setdefault(k, g)
+            if prev is not g:
+                table[k] = _ops.add(prev, g)
+
+    def _put_dx(self, dx, table: dict) -> None:
+        """Add the layer's input gradient ``dx`` (an array) into the gradient table."""
+        t = self.inputs[0]
+        value = t._value
+        if type(dx) is np.ndarray and dx.dtype is value.dtype and dx.shape == value.shape:
+            k = id(t)
+            prev = table.get(k)
+            table[k] = _wrap(dx) if prev is None else _ops.add(prev, _wrap(dx))
+        else:
+            accumulate(table, t, _wrap(dx), self)
+
+    def _pull_fresh_into(self, dy, needs, skip_dx, table: dict) -> None:
+        """The short path's backward when the layer's grads are not the gradients themselves:
+        fresh arrays for this call's parameter gradients (see :meth:`_pull_into_fresh`)."""
+        dx, params = self._pull_into_fresh(dy, needs, skip_dx)
+        if needs[0] and dx is not None:
+            self._put_dx(dx, table)
+        setdefault = table.setdefault
+        for k, g in zip(self.info.var_ids, params):
+            if g is not None:
+                g = _wrap(g)
                 prev = setdefault(k, g)
                 if prev is not g:
                     table[k] = _ops.add(prev, g)
-        else:
-            for k, g in zip(info.var_ids, params):
-                if g is not None:
-                    g = _wrap(g)
-                    prev = setdefault(k, g)
-                    if prev is not g:
-                        table[k] = _ops.add(prev, g)
 
     def _pull_into_fresh(self, dy, needs, skip_dx=False):
         """The layer's backward with fresh zero arrays swapped in for the needed parameter

@@ -168,12 +168,14 @@ def call_loss(loss, y_true, y_pred, sample_weight=None) -> Tensor:
     if tapes:
         node = None
         for tape in tapes:
-            if tape._tracks_any((yp,)):
+            known = tape._tensors
+            if id(yp) in known or tape._tracks_any((yp,)):
                 if node is None:
                     node = _LossNode(loss, grad, yp, out)
                 else:
                     node.n_recorders += 1
-                tape._add(node)
+                tape._nodes.append(node)
+                known[id(out)] = out
     return out
 
 
@@ -220,7 +222,12 @@ class _LossNode(ComputationNode):
         if needs[0] and is_seed(grads[0]) and not _STATE.recording and self.n_recorders == 1 and _STATE.backprop.once:
             # d(loss)/d(loss) = 1 and this is the node's only gradient computation: the loss's own
             # gradient array is the gradient (nothing reads it again)
-            g = Tensor._wrap(self.grad)
+            t = self.inputs[0]
+            grad, value = self.grad, t._value
+            if id(t) not in table and grad.dtype is value.dtype and grad.shape == value.shape:
+                table[id(t)] = Tensor._wrap(grad)
+                return
+            g = Tensor._wrap(grad)
         else:
             (g,) = self.backward(grads, needs)
         if g is not None:

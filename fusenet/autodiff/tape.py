@@ -375,8 +375,8 @@ def _flatten(structure, owner: str, what: str):
     if not isinstance(structure, (list, tuple, dict)):
         return [structure], _first
     if type(structure) in (list, tuple):
-        for v in structure:
-            if isinstance(v, (list, tuple, dict)):
+        for kind in set(map(type, structure)):  # the distinct types of the items (usually one)
+            if issubclass(kind, (list, tuple, dict)):
                 break
         else:  # a flat list or tuple (e.g. model.trainable_weights)
             return list(structure), type(structure)
