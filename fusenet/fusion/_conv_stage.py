@@ -8,10 +8,11 @@ Every fused conv layer is a chain of stages (plus a pool, a shortcut or an input
   in place on each output block while it is in cache. Stride-1 convolutions with enough channels
   run as one accumulating GEMM per kernel tap (:mod:`._conv_taps`, no im2col), the others through
   :func:`~fusenet.layers._conv_ops.conv_forward` (im2col + GEMM per cache-sized chunk).
-- **Training** keeps the original parameters. The convolution runs the unfused conv's arithmetic
-  (im2col GEMMs) and everything after it reproduces the unfused run bit for bit: the
-  BatchNormalization statistics use the layer's own reductions (``bn._channels``: BLAS row sums on
-  a widened view), ``mean = sum(z) / m``, ``xc = z - mean`` (written over ``z``),
+- **Training** keeps the original parameters and reproduces the unfused run bit for bit. The
+  convolution is the unfused conv's own :func:`~fusenet.layers._conv_ops.conv_forward` (per-tap GEMMs
+  for stride-1 convs with 16+ channels, else im2col GEMMs). The BatchNormalization statistics use the
+  layer's own blocked reductions (``bn._channels``, a widened ``(rows, channels * r)`` view):
+  ``mean = sum(z) / m``, then one pass ``xc = z - mean`` (written over ``z``) with ``sum(xc^2)``,
   ``var = sum(xc^2) / m`` (biased), the moving statistics updated exactly as the layer does
   (``moving = momentum * moving + (1 - momentum) * stat``), and one blocked pass computes
   ``y = act(xc * k + beta)`` with ``inv = 1 / sqrt(var + epsilon)``, ``k = gamma * inv``. The unfused
@@ -19,15 +20,16 @@ Every fused conv layer is a chain of stages (plus a pool, a shortcut or an input
 
   The backward is one gradient buffer, then the conv backward:
 
-  - blocked: ``g = act'(dy)`` (ReLU: ``dy * (y > 0)``);
-  - ``dbeta = sum(g)``, ``s = sum(g * xc)`` (``dgamma = s * inv``);
-  - blocked, in place: ``dz = g * k + xc * a + b`` with ``a = -k * inv^2 * s / m`` and
+  - one blocked pass: ``g = dy * (y > 0)`` (ReLU; other activations first, on their own), with
+    ``dbeta = sum(g)`` and ``s = sum(g * xc)`` summed block by block (``dgamma = s * inv``), the
+    layer's own :meth:`_Channels.grad_sums`;
+  - one blocked pass, in place: ``dz = g * k + xc * a + b`` with ``a = -k * inv^2 * s / m`` and
     ``b = -k * dbeta / m`` (BatchNormalization's ``dx = k * (g - dbeta / m - xhat * dgamma / m)``);
-  - the conv backward on ``dz``: the kernel gradient as the unfused conv computes it (im2col GEMMs);
-    the input gradient, when it leaves the fused layer, of a stride-1 conv with enough channels as
-    one accumulating GEMM per kernel tap (:func:`._conv_taps.tap_conv_input_grad`: no ``dcol``
-    buffer of ``prod(kernel_size)`` times the input, no col2im), else as the unfused conv does.
+  - the conv backward on ``dz``: :func:`~fusenet.layers._conv_ops.conv_backward`, as the unfused conv
+    (the kernel gradient as im2col GEMMs, the input gradient of stride-1 convs with 16+ channels as
+    per-tap GEMMs); skipped for the input when the caller passes ``need_dx=False``.
 
+  The blocked passes run their two halves on two threads (:mod:`fusenet.layers._parallel`).
   A frozen BatchNormalization (``trainable=False``) runs on its moving statistics in training too,
   as the unfused layer does (``a = b = 0``, statistics unchanged).
 

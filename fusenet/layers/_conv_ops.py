@@ -22,7 +22,7 @@ How the work is laid out (the speed of every convolution of fusenet comes from h
   ``sliding_window_view`` into a preallocated ``col`` buffer of shape ``(rows, *kernel, channels)``
   and multiplied by the kernel reshaped to ``(prod(kernel) * channels, filters)``: one GEMM per
   chunk (per group). A 1x1 convolution with stride 1 skips the gather: ``col`` is ``x`` reshaped.
-- backward: per chunk, the same ``col`` gives ``dkernel += col^T @ dy`` (one GEMM); the input
+- backward: per chunk, the same ``col`` gives ``dkernel += col^T @ dy`` (one GEMM, in place); the input
   gradient is ``dcol = dy @ kernel^T``, computed as one batched GEMM straight into the layout
   ``(kernel taps, rows, channels)`` so that col2im is one strided-slice ``+=`` per kernel tap with
   long contiguous runs (a Python loop over the ``prod(kernel)`` taps, never over samples or
@@ -32,9 +32,15 @@ How the work is laid out (the speed of every convolution of fusenet comes from h
 - depthwise convolutions (one input channel per group) skip GEMMs, whose inner dimension would be
   the kernel size only: one broadcast multiply-add per kernel tap on strided slices.
 
-The chunking keeps the ``col`` buffer near :data:`CHUNK_BYTES` so that gathering, GEMM and
-scatter stay in cache; chunks are whole samples, or rows of one sample when a sample alone is
-larger. All arithmetic stays in the input dtype.
+The chunking keeps the ``col`` buffer near :data:`CHUNK_BYTES` (:data:`BACKWARD_CHUNK_BYTES` in the
+backward) so that gathering, GEMM and scatter stay in cache; chunks are whole samples, or rows of one
+sample when a sample alone is larger. All arithmetic stays in the input dtype.
+
+Stride-1 convolutions with groups 1 and 16+ input channels (:func:`~fusenet.layers._conv_taps_ops.use_taps`)
+run their forward and their input gradient as one accumulating GEMM per kernel tap instead
+(:mod:`fusenet.layers._conv_taps_ops`: no im2col, no ``dcol``, no col2im); their kernel gradient stays
+the im2col GEMM. The chunks of every pass are split in two halves run on two threads
+(:mod:`fusenet.layers._parallel`), the same numbers as one after the other.
 """
 
 from __future__ import annotations

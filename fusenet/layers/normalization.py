@@ -191,10 +191,20 @@ class _Channels:
         return s.reshape(self.rep, self.p).sum(axis=0) if self.rep > 1 else s
 
     def sum(self, a):
-        """Per-channel sum of a working array."""
-        if self.rep:
-            return self._fold(np.ones(a.shape[0], dtype=a.dtype) @ a)
-        return a.sum(axis=self.red).reshape(-1)
+        """Per-channel sum of a working array (matrices: BLAS GEMVs over the blocks of rows, the two
+        halves of the blocks on two threads, partial sums added in order)."""
+        if not self.rep:
+            return a.sum(axis=self.red).reshape(-1)
+        blocks = self.row_blocks(a)
+        ones = np.ones(blocks[0].stop - blocks[0].start, dtype=a.dtype)
+
+        def run(b0, b1):
+            acc = np.zeros(a.shape[1], dtype=a.dtype)
+            for sl in blocks[b0:b1]:
+                acc += ones[:sl.stop - sl.start] @ a[sl]
+            return acc
+
+        return self._fold(_add_parts(split_run(run, len(blocks))))
 
     def sum_prod(self, a, b):
         """Per-channel ``sum(a * b)`` of two working arrays (no temporary for matrices)."""
