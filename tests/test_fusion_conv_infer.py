@@ -233,3 +233,26 @@ def test_reference_resnet_blocks(rng, dtype, size, channels, filters):
     x = rng.normal(size=(2, size, size, channels)).astype(dtype)
     check_fused_equals_unfused(lambda: [_residual(filters, strides=strides, project=strides == 2, dtype=dtype),
                                         layers.ReLU()], x, False, FusedResidualConvBlock)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3, strides=2, padding="same"),
+                                    dict(kernel_size=3, strides=2, padding="valid"),
+                                    dict(kernel_size=1, strides=2, padding="same"),
+                                    dict(kernel_size=3, strides=1, padding="same")],
+                         ids=["3x3_s2_same", "3x3_s2_valid", "1x1_s2", "3x3_s1_same"])
+def test_im2col_reads_zero_bordered_input_in_place(rng, monkeypatch, dtype, kwargs):
+    """The im2col fallback reads a zero-bordered input as a strided view when its padding fits in the
+    border (no copy), the input itself when it needs none; same numbers as the unfused run."""
+    monkeypatch.setattr(_conv_taps, "MAX_WASTE", 1.0)  # no per-tap or space-to-depth path: im2col
+    x = rng.normal(size=(2, 8, 10, 3)).astype(dtype)
+    fused = check_fused_equals_unfused(lambda: [layers.Conv2D(16, 3, padding="same", dtype=dtype), layers.ReLU(),
+                                                layers.Conv2D(5, **kwargs), layers.BatchNormalization(),
+                                                layers.ReLU()], x, False)
+    h = fused[0](x)
+    base = _conv_taps.bordered_base(h)
+    assert base is not None
+    geom = fused[1].stages[0].op.layer._geometry(h.shape)
+    xp = _conv_taps.im2col_input(h, geom)
+    assert np.shares_memory(xp, base) and xp.shape[1:-1] == geom.spans
+    np.testing.assert_array_equal(xp, ops.pad_input(np.ascontiguousarray(h), geom))

@@ -590,8 +590,24 @@ def conv_infer(x: np.ndarray, kernel: np.ndarray, geom, groups: int = 1, bias=No
     if use_taps(geom, groups, channels, dtype):
         return tap_conv_forward(x, kernel, geom, bias=bias, epilogue=epilogue)
     # im2col: conv_forward splits its chunks over two threads itself (fusenet.layers._parallel)
-    return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue, xp=padded_input(x, geom),
+    return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue, xp=im2col_input(x, geom),
                             chunk_bytes=IM2COL_CHUNK_BYTES)
+
+
+def im2col_input(x: np.ndarray, geom) -> np.ndarray:
+    """The padded input of an im2col convolution (:func:`~fusenet.layers._conv_ops.conv_forward`'s ``xp``),
+    without a copy where possible: a view of the zero-bordered buffer of ``x`` when the padding fits
+    in its one-position border (e.g. Keras "same" with stride 2, which pads one position after),
+    ``x`` itself (a leading slice) when no padding is needed; else :func:`padded_input`. The
+    patches are gathered from strided views, so these need not be contiguous."""
+    spans, rank = geom.spans, geom.rank
+    after = [sp - n - p for sp, n, p in zip(spans, geom.in_sizes, geom.pad_before)]
+    base = bordered_base(x)
+    if base is not None and all(p <= 1 and a <= 1 for p, a in zip(geom.pad_before, after)):
+        return base[(slice(None),) + tuple(slice(1 - p, 1 - p + sp) for p, sp in zip(geom.pad_before, spans))]
+    if not any(geom.pad_before) and all(a <= 0 for a in after):
+        return x[(slice(None),) + tuple(slice(0, sp) for sp in spans)]
+    return padded_input(x, geom)
 
 
 #: im2col chunk size of the fallback convolutions: one chunk and its GEMM within a core's L2 (measured
@@ -605,7 +621,7 @@ def conv_blocks(x: np.ndarray, kernel: np.ndarray, geom, groups: int, finish) ->
     if use_taps(geom, groups, x.shape[-1], x.dtype):
         tap_conv(x, kernel, geom, finish)
         return
-    finish(ops.conv_forward(x, kernel, geom, groups, xp=padded_input(x, geom), chunk_bytes=IM2COL_CHUNK_BYTES),
+    finish(ops.conv_forward(x, kernel, geom, groups, xp=im2col_input(x, geom), chunk_bytes=IM2COL_CHUNK_BYTES),
            0, x.shape[0])
 
 
