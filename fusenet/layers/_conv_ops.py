@@ -76,6 +76,8 @@ __all__ = [
 
 #: target size in bytes of the im2col buffer of one chunk (a few MB: within L2/L3 reach)
 CHUNK_BYTES = 6 << 20
+#: arrays below this size are padded on one thread (a worker's hand-off costs more than the copy)
+_PARALLEL_BYTES = 1 << 20
 #: the same for the backward (the kernel gradient's ``col`` is written then read once: keep it in L2)
 BACKWARD_CHUNK_BYTES = 2 << 20
 
@@ -233,17 +235,24 @@ def pad_input(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
             return x
         return x[(slice(None),) + tuple(slice(0, sp) for sp in spans)]
     xp = np.empty((x.shape[0],) + spans + (x.shape[-1],), dtype=x.dtype)
-    src, dst = [slice(None)], [slice(None)]
+    src, dst, zeros = [], [], []
     for a, (n, sp, p) in enumerate(zip(geom.in_sizes, spans, geom.pad_before)):
         keep = max(0, min(n, sp - p))
         src.append(slice(0, keep))
         dst.append(slice(p, p + keep))
-        lead = (slice(None),) * (a + 1)
+        lead = (slice(None),) * a
         if p > 0:
-            xp[lead + (slice(0, p),)] = 0
+            zeros.append(lead + (slice(0, p),))
         if p + keep < sp:
-            xp[lead + (slice(p + keep, sp),)] = 0
-    xp[tuple(dst)] = x[tuple(src)]
+            zeros.append(lead + (slice(p + keep, sp),))
+
+    def run(n0, n1):  # samples n0:n1 (the two halves of the batch on two threads)
+        part = xp[n0:n1]
+        for index in zeros:
+            part[(slice(None),) + index] = 0
+        part[(slice(None),) + tuple(dst)] = x[(slice(n0, n1),) + tuple(src)]
+
+    split_run(run, x.shape[0], parallel=xp.nbytes >= _PARALLEL_BYTES)
     return xp
 
 

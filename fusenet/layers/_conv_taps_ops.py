@@ -129,10 +129,18 @@ def output_grid(dy: np.ndarray, geom) -> tuple[np.ndarray, int]:
     grid = np.empty((lead + n * math.prod(spans), filters), dtype=dy.dtype)
     grid[:lead] = 0
     g = grid[lead:].reshape((n,) + spans + (filters,))
-    for a, (o, sp) in enumerate(zip(geom.out_sizes, spans)):
-        if o < sp:  # the positions past the output along axis a (the earlier axes restricted to the output)
-            g[(slice(None),) + tuple(slice(0, oo) for oo in geom.out_sizes[:a]) + (slice(o, sp),)] = 0
-    g[(slice(None),) + tuple(slice(0, o) for o in geom.out_sizes)] = dy
+    # the positions past the output along axis a (the earlier axes restricted to the output)
+    zeros = [tuple(slice(0, oo) for oo in geom.out_sizes[:a]) + (slice(o, sp),)
+             for a, (o, sp) in enumerate(zip(geom.out_sizes, spans)) if o < sp]
+    valid = tuple(slice(0, o) for o in geom.out_sizes)
+
+    def run(n0, n1):  # samples n0:n1 (the two halves of the batch on two threads)
+        part = g[n0:n1]
+        for index in zeros:
+            part[(slice(None),) + index] = 0
+        part[(slice(None),) + valid] = dy[n0:n1]
+
+    split_run(run, n)
     return grid, lead
 
 
