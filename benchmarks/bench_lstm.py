@@ -2,7 +2,9 @@
 
 Shape (BENCHMARKS.md, model "lstm"): batch 64, 100 time steps, 128 features -> 256 units, float32,
 the last hidden state as output. "train" = forward + backward (input, kernel, recurrent kernel and
-bias gradients); "eval" = forward only (torch under ``inference_mode``). torch runs with 2 threads;
+bias gradients); "train-weights" = the same without the input gradient (as in a model's training
+step, where the engine tells the first layer that nobody reads it, and torch with an input that does
+not require grad); "eval" = forward only (torch under ``inference_mode``). torch runs with 2 threads;
 NumPy's BLAS uses its default (2 threads on the reference machine).
 
 Run::
@@ -46,7 +48,7 @@ def _torch_threads(request):
     torch.set_num_threads(before)
     plugins = request.config.pluginmanager
     reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-    for mode in ("train", "eval"):
+    for mode in ("train", "train-weights", "eval"):
         ours, theirs = _MINIMA.get(("fusenet", mode)), _MINIMA.get(("torch", mode))
         if reporter is not None and capture is not None and ours and theirs:
             with capture.global_and_fixture_disabled():
@@ -102,6 +104,43 @@ def test_lstm_train_torch(benchmark, data):
     dx = benchmark.pedantic(step, rounds=ROUNDS, warmup_rounds=2, iterations=1)
     _record(benchmark, "torch", "train")
     assert tuple(dx.shape) == x.shape
+
+
+@pytest.mark.benchmark(group="lstm-train-weights (forward+backward, no input gradient)")
+def test_lstm_train_weights_fusenet(benchmark, data):
+    x, dy = data
+    layer = _fusenet_lstm(x)
+
+    def step():
+        layer.zero_grad()
+        layer(x, training=True)
+        layer._input_grad_needed = False  # what the model engine sets in a training step
+        try:
+            return layer.backward(dy)
+        finally:
+            layer._input_grad_needed = True
+
+    dx = benchmark.pedantic(step, rounds=ROUNDS, warmup_rounds=2, iterations=1)
+    _record(benchmark, "fusenet", "train-weights")
+    assert dx is None and np.isfinite(layer.grads["kernel"]).all()
+
+
+@pytest.mark.benchmark(group="lstm-train-weights (forward+backward, no input gradient)")
+def test_lstm_train_weights_torch(benchmark, data):
+    x, dy = data
+    module = _torch_lstm()
+    xt = torch.from_numpy(x)
+    dyt = torch.from_numpy(dy)
+
+    def step():
+        module.zero_grad()
+        _, (h, _) = module(xt)
+        h[0].backward(dyt)
+        return module.weight_hh_l0.grad
+
+    grad = benchmark.pedantic(step, rounds=ROUNDS, warmup_rounds=2, iterations=1)
+    _record(benchmark, "torch", "train-weights")
+    assert tuple(grad.shape) == (4 * UNITS, UNITS)
 
 
 @pytest.mark.benchmark(group="lstm-eval (forward)")

@@ -7,7 +7,7 @@ gradients of the same structure (``None`` for unused entries). ``go_backwards`` 
 sequence in reverse and returns the output sequence in processing order (as Keras). The initial
 state is zero. ``dropout``/``recurrent_dropout`` and masking are not implemented.
 
-How the computation is organised (the same for the three cells):
+How the computation is organised. SimpleRNN and GRU:
 
 * the input projection of all time steps is ONE GEMM, ``x.reshape(-1, in) @ kernel`` on the
   time-major copy of the input (the input bias rides in it as an extra kernel row against a column
@@ -20,6 +20,18 @@ How the computation is organised (the same for the three cells):
   gradient as its extra row), the recurrent-kernel
   gradient (``h_prev^T @ d_pre``) and the input gradient (``d_pre @ kernel^T``) are each ONE GEMM
   over all time steps.
+
+LSTM (the reference benchmark model) runs its loop **transposed**: every per-step array is
+``(rows, batch)`` and C-contiguous, with the gate rows in the order o, i, f, c, so that each of the
+~8 (forward) and ~13 (backward) element-wise calls per step runs over one contiguous block (NumPy
+is about twice as slow on column blocks of a ``(batch, 4*units)`` row). Per step there is ONE GEMM
+forward, ``g_t^T = [R^T | K^T | b^T] @ [h_{t-1}^T; x_t^T; 1]`` (the input projection, bias
+included, rides in the recurrent GEMM), and in backward ``dh_{t-1}^T = R @ dg_t^T`` plus one
+accumulating GEMM ``dW^T += dg_t^T @ [h_{t-1}^T; x_t^T; 1]^T`` that gathers the kernel,
+recurrent-kernel and bias gradients while ``dg_t`` is in cache (see :class:`LSTM`).
+
+Every layer skips its input gradient (``backward`` returns ``None``) when the model engine sets
+``Layer._input_grad_needed`` to False (the layer reads the model input in a training step).
 
 Weights and the Keras-to-PyTorch mapping (``torch.nn.RNN/LSTM/GRU``, one layer, ``batch_first``):
 
@@ -90,7 +102,8 @@ def _check_bool(value, name, owner):
 class _RNNBase(Layer):
     """Shared machinery of SimpleRNN, LSTM and GRU: arguments, weights, the input GEMM,
     output assembly and the GEMMs after backward-through-time. Subclasses implement
-    ``_loop(G, training)`` and ``_loop_backward(saved, dYt, dh, dc)``."""
+    ``_loop(G, training)`` and ``_loop_backward(H, saved, dYt, dh, dc)``, or (LSTM, with its
+    transposed loop) ``forward`` and ``backward`` themselves."""
 
     _gates = 1
     _state_count = 1  # 2 for LSTM (h and c)
@@ -198,12 +211,7 @@ class _RNNBase(Layer):
                 dh += dout
         if dstates[0] is not None:
             dh += dstates[0]
-        dc = None
-        if self._state_count == 2:
-            dc = np.zeros((batch, self.units), dtype=dtype)
-            if dstates[1] is not None:
-                dc += dstates[1]
-        dG = self._loop_backward(H, saved, dYt, dh, dc)
+        dG = self._loop_backward(H, saved, dYt, dh, None)
         dG2 = dG.reshape(steps * batch, -1)
         kernel = self._params["kernel"]
         in_dim = kernel.shape[0]
