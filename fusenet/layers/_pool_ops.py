@@ -26,6 +26,11 @@ from ._parallel import split_run
 
 __all__ = ["max_pool_forward", "max_pool_argmax", "max_pool_backward", "avg_pool_forward", "avg_pool_backward", "window_counts"]
 
+#: inputs below this size are pooled on one thread (a worker's hand-off costs more than the pass)
+PARALLEL_BYTES = 1 << 20
+#: bytes of input per block of samples in the tiling max-pool backward (the block's temporaries stay in L2)
+POOL_BLOCK_BYTES = 1 << 19
+
 
 def _region(ranges, which: int):
     return (slice(None),) + tuple(r[which] for r in ranges) + (slice(None),)
@@ -57,15 +62,20 @@ def max_pool_forward(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     ranges = [_tap_ranges(geom, tap) for tap in taps]
     y = np.empty(shape, dtype=x.dtype)
     first_full = ranges[0] is not None and _covers_outputs(geom, ranges[0])
-    if first_full:
-        y[...] = x[_region(ranges[0], 1)]
-    else:
-        y.fill(-np.inf)
-    for t in range(1 if first_full else 0, len(taps)):
-        if ranges[t] is None:
-            continue
-        out = y[_region(ranges[t], 0)]
-        np.maximum(out, x[_region(ranges[t], 1)], out=out)
+
+    def run(n0, n1):  # samples n0:n1 (the two halves of the batch on two threads)
+        xs, ys = x[n0:n1], y[n0:n1]
+        if first_full:
+            ys[...] = xs[_region(ranges[0], 1)]
+        else:
+            ys.fill(-np.inf)
+        for t in range(1 if first_full else 0, len(taps)):
+            if ranges[t] is None:
+                continue
+            out = ys[_region(ranges[t], 0)]
+            np.maximum(out, xs[_region(ranges[t], 1)], out=out)
+
+    split_run(run, x.shape[0], parallel=x.nbytes >= PARALLEL_BYTES)
     return y
 
 
@@ -95,10 +105,6 @@ def max_pool_argmax(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
         np.copyto(out, xin, where=m)
         np.copyto(idx[region], t, where=m)
     return idx
-
-
-#: bytes of input per block of samples in the tiling max-pool backward (the block's temporaries stay in L2)
-POOL_BLOCK_BYTES = 1 << 19
 
 
 def _tiles(geom: ConvGeometry) -> bool:
