@@ -59,7 +59,6 @@ import threading
 import weakref
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from .._blas import _CBLAS, GEMM_DTYPES, gemm, numpy_gemm
 from ..layers import _conv_ops as ops
@@ -543,15 +542,17 @@ def narrow_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epi
     item = xp.itemsize
     k, d = geom.kernel_sizes, geom.dilations
     # patches[q, t_0, ..., t_last, c] = xp_rows[q + sum t_a d_a pitch_a, c]; the last tap axis and the
-    # channels merge into one contiguous run when its dilation is 1
+    # channels merge into one contiguous run when its dilation is 1, copied as one opaque item of that
+    # many bytes (NumPy copies a short float run element by element: half the time on the stem)
     if d[-1] == 1:
-        inner, inner_strides = (k[-1] * channels,), (item,)
+        inner, inner_strides, run = (), (), k[-1] * channels
     else:
-        inner, inner_strides = (k[-1], channels), (d[-1] * pitch[-1] * channels * item, item)
+        inner, inner_strides, run = (k[-1],), (d[-1] * pitch[-1] * channels * item,), channels
+    unit = np.dtype((np.void, run * item))
     shape = (total - max_off,) + tuple(k[:-1]) + inner
     strides = ((channels * item,) + tuple(da * pa * channels * item for da, pa in zip(d[:-1], pitch[:-1]))
                + inner_strides)
-    patches = as_strided(xp.reshape(-1), shape=shape, strides=strides, writeable=False)
+    patches = np.ndarray(shape, dtype=unit, buffer=xp, strides=strides)
     w = np.ascontiguousarray(kernel, dtype=x.dtype).reshape(geom.taps * channels, filters)
     buffer, interior = bordered((n,) + tuple(geom.out_sizes) + (filters,), x.dtype, zero=False)
     _, _, _, lead = _grid(n, geom.out_sizes)
@@ -562,7 +563,7 @@ def narrow_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epi
     def work(q0, q1):  # per thread: its own patch matrix (workspaces are per thread)
         m = q1 - q0
         cols = workspace("narrow", (blocks[0][1] - blocks[0][0], geom.taps * channels), x.dtype)
-        np.copyto(cols[:m].reshape((m,) + shape[1:]), patches[q0:q1])
+        np.copyto(cols[:m].view(unit).reshape((m,) + shape[1:]), patches[q0:q1])
         out = rows_y[q0 + lead:q1 + lead]
         gemm(cols[:m], w, out)
         if bias is not None:
