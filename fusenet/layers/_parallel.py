@@ -55,12 +55,15 @@ def _thread_control():
 _CONTROL = _thread_control()
 _LOCK = threading.Lock()
 _POOL = None
+_POOL_PID = None
 
 
 def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
+    """The one-worker pool (made again in a forked child, whose copy has no thread)."""
+    global _POOL, _POOL_PID
+    if _POOL is None or _POOL_PID != os.getpid():
         _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusenet-conv")
+        _POOL_PID = os.getpid()
     return _POOL
 
 
