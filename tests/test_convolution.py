@@ -356,6 +356,8 @@ def test_split_run_waits_for_its_worker_and_raises(monkeypatch):
         _parallel.split_run(fn, 6)
     assert sorted(seen) == [(0, 3, [(0, 2), (2, 4)]), (3, 6, [(0, 2), (2, 4)])]
     assert _parallel.split_run(lambda lo, hi: hi - lo, 6) == [3, 3]
+    with np.errstate(over="ignore"):  # the worker runs under the caller's error settings
+        assert _parallel.split_run(lambda lo, hi: np.geterr()["over"], 2) == ["ignore", "ignore"]
 
 
 @pytest.mark.parametrize("channels", [2, 16])

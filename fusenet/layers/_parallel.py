@@ -67,6 +67,12 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _call_with_errstate(err: dict, fn, lo: int, hi: int):
+    """``fn(lo, hi)`` under the caller's floating-point error settings (they are per thread)."""
+    with np.errstate(**err):
+        return fn(lo, hi)
+
+
 def split(items: int) -> list:
     """The ``(lo, hi)`` ranges :func:`split_run` gives: two halves of ``[0, items)`` (one range below 2)."""
     if items < 2:
@@ -87,7 +93,7 @@ def split_run(fn, items: int, parallel: bool = True) -> list:
     threads = get()
     try:
         put(1)
-        future = _pool().submit(fn, *ranges[1])
+        future = _pool().submit(_call_with_errstate, np.geterr(), fn, *ranges[1])
         try:
             first = fn(*ranges[0])
         except BaseException:
