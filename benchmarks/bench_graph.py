@@ -22,9 +22,9 @@ per-round ratios. Run::
         --benchmark-columns=min,median,rounds --benchmark-sort=name
 
 ``--threads`` limits the BLAS thread pools (``threadpoolctl``); by default they keep their own
-setting. With two OpenBLAS pools in one process (NumPy's, and SciPy's, which the per-tap convolution
-GEMMs use) and 2 threads each, the pools' spinning workers compete for the 2 cores: the header
-shows the pools and the load average.
+setting. Every GEMM of the plans runs on NumPy's own OpenBLAS (``fusenet._blas``: SciPy's pool, if
+loaded, stays idle); the header shows the pools and the load average (on a loaded machine OpenBLAS's
+2-thread GEMMs wait for each other: compare the "fastest" column, and repeat).
 """
 
 from __future__ import annotations
