@@ -50,6 +50,7 @@ from ..layers.core import Dense
 from ..layers.normalization import BatchNormalization
 from .dense import activation_of, is_plain_relu
 from ..layers._conv_taps_ops import use_taps
+from ..layers._parallel import split_run
 from ._conv_taps import conv_infer
 from .folding import fold_batchnorm
 
@@ -70,6 +71,18 @@ def row_blocks(rows: int, cols: int, itemsize: int) -> list:
     """Slices of about :data:`BLOCK_BYTES` over ``rows`` rows of ``cols`` values."""
     step = max(1, BLOCK_BYTES // max(1, cols * itemsize))
     return [slice(r, min(r + step, rows)) for r in range(0, rows, step)]
+
+
+def blockwise(a2: np.ndarray, fn) -> None:
+    """``fn(rows)`` on every :func:`row_blocks` slice of the ``(rows, channels)`` matrix ``a2``, the two
+    halves of the blocks on two threads (element-wise work: no effect on the numbers)."""
+    blocks = row_blocks(a2.shape[0], a2.shape[1], a2.itemsize)
+
+    def run(b0, b1):
+        for sl in blocks[b0:b1]:
+            fn(sl)
+
+    split_run(run, len(blocks))
 
 
 def is_linear(fn) -> bool:
@@ -418,15 +431,13 @@ def activation_grad(act, pre, post, dy2: np.ndarray, own: bool):
     if act is None:
         return dy2, own
     g2 = dy2 if own else np.empty_like(dy2)
-    blocks = row_blocks(dy2.shape[0], dy2.shape[1], dy2.itemsize)
     if is_plain_relu(act):
-        mask = np.empty((blocks[0].stop, dy2.shape[1]), dtype=bool)
-        for sl in blocks:
-            m = mask[:sl.stop - sl.start]
-            np.greater(post[sl], 0, out=m)
-            np.multiply(dy2[sl], m, out=g2[sl])
+        def block(sl):
+            np.multiply(dy2[sl], post[sl] > 0, out=g2[sl])
+
+        blockwise(dy2, block)
     else:
-        for sl in blocks:
+        for sl in row_blocks(dy2.shape[0], dy2.shape[1], dy2.itemsize):
             g2[sl] = act.backward(pre[sl], post[sl], dy2[sl])
     return g2, True
 
@@ -435,19 +446,24 @@ def add_and_activate(y2: np.ndarray, s2: np.ndarray, act):
     """``y = act(y + s)`` in place over rows, by blocks; returns ``(pre, post)`` as the backward needs
     them (``pre`` only for activations other than ReLU; ``post`` is ``y2`` unless ``act`` allocates)."""
     relu = is_plain_relu(act)
-    for sl in row_blocks(y2.shape[0], y2.shape[1], y2.itemsize):
+
+    def block(sl):
         yb = y2[sl]
         yb += s2[sl]
         if relu:
             np.maximum(yb, 0, out=yb)
+
+    blockwise(y2, block)
     if act is None or relu:
         return None, y2
     return y2, act.forward(y2)
 
 
 def _relu_blocks(a2: np.ndarray) -> None:
-    for sl in row_blocks(a2.shape[0], a2.shape[1], a2.itemsize):
+    def block(sl):
         np.maximum(a2[sl], 0, out=a2[sl])
+
+    blockwise(a2, block)
 
 
 # ---------------------------------------------------------------- parsing runs of layers into stages
