@@ -156,11 +156,36 @@ def test_multi_head_attention_inference_in_chunks_of_sequences(rng, monkeypatch)
     np.testing.assert_allclose(FusedMultiHeadAttention([mha])(x), mha(x), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_head_attention_inference_with_scores_beyond_the_unshifted_softmax_bound(rng, monkeypatch, dtype):
+    """Inference skips the max subtraction only while every score of a chunk is within
+    SCORE_BOUND; chunks with larger scores (here one sequence of three, scaled up) take the
+    shifted softmax, and both equal the unfused layer without overflow."""
+    from fusenet.fusion import _transformer_ops as ops
+
+    monkeypatch.setattr(FusedMultiHeadAttention, "INFERENCE_CHUNK_ROWS", 4)  # one sequence per chunk
+    x = rng.normal(size=(3, 4, 6)).astype(dtype)
+    (mha,) = built_and_perturbed([layers.MultiHeadAttention(2, 3, dtype=dtype)], x)
+    x[1] *= 400.0
+    kernel, bias, _, _ = FusedMultiHeadAttention([mha]).folded()
+    proj = x[1] @ kernel + bias
+    q, k = proj[:, :6].reshape(4, 2, 3), proj[:, 6:12].reshape(4, 2, 3)
+    assert np.abs(np.einsum("shk,thk->hst", k, q)).max() > ops.SCORE_BOUND  # the shifted path is taken
+    assert np.isfinite(ops.attention_inference(proj[None], 2, 3, 3)).all()
+    tol = TOL[np.dtype(dtype)]
+    np.testing.assert_allclose(FusedMultiHeadAttention([mha])(x), mha(x), **tol)
+
+
 def test_multi_head_attention_packs_qkv_once(rng):
     (mha,) = built_and_perturbed([layers.MultiHeadAttention(2, 3, value_dim=4)], rng.normal(size=(2, 3, 5)))
     fused = FusedMultiHeadAttention([mha])
     kernel, bias, w_out, b_out = fused.folded()
-    assert kernel.shape == (5, 2 * (3 + 3 + 4)) and bias.shape == (20,) and w_out.shape == (8, 5)
+    # [q | k | v_1 1 | v_2 1]: each value head is followed by a column of ones (kernel 0, bias 1)
+    assert kernel.shape == (5, 2 * (3 + 3 + 4 + 1)) and bias.shape == (22,) and w_out.shape == (8, 5)
+    ones = [12 + 4, 12 + 5 + 4]
+    np.testing.assert_array_equal(kernel[:, ones], 0)
+    np.testing.assert_array_equal(bias[ones], 1)
+    np.testing.assert_allclose(kernel[:, :6], mha.get_weights()[0].reshape(5, 6) / np.sqrt(3), rtol=1e-14)
     assert fused.folded()[0] is kernel  # cached until the weights change
     fused.set_weights(fused.get_weights())
     assert fused.folded()[0] is not kernel

@@ -12,7 +12,9 @@ operation order of the unfused layers where their numbers must be reproduced in 
   :func:`ln_gemm_backward` (the unfused operation order, so that training gives the unfused numbers);
 - the attention core on the packed QKV projection ``(batch, T, h*(2k+v))``:
   :func:`attention_core` (softmax in place) and :func:`attention_core_backward` (writes the
-  three projection gradients straight into one packed buffer);
+  three projection gradients straight into one packed buffer); at inference
+  :func:`attention_inference` on the projection of :func:`pack_qkv_inference`'s kernel, whose value
+  heads carry a column of ones (so the softmax sums come out of the value matmul);
 - element-wise activations applied in place on a GEMM output where the values stay the same
   (``fusenet.activations._smooth.gelu_float32_inplace``: the float32 GELU without temporaries).
 """
@@ -27,8 +29,8 @@ from ._activation import activation_backward, apply_activation_, is_plain_relu  
 
 __all__ = ["standardize_rows", "standardize_rows_", "standardize_rows_backward", "fold_layernorm_dense",
            "layernorm_output",
-           "ln_gemm_backward", "attention_core", "attention_core_backward", "apply_activation_",
-           "activation_backward", "causal_bias"]
+           "ln_gemm_backward", "attention_core", "attention_core_backward", "attention_inference",
+           "pack_qkv_inference", "apply_activation_", "activation_backward", "causal_bias"]
 
 
 # ---------------------------------------------------------------- layer normalisation over rows
@@ -200,3 +202,60 @@ def attention_core_backward(dctx, saved, num_heads, key_dim, value_dim):
     return dproj.reshape(batch * steps, -1)
 
 
+
+
+# ---------------------------------------------------------------- attention at inference
+#: at inference the softmax skips subtracting the maximum over the keys when every score of the
+#: chunk lies in [-SCORE_BOUND, SCORE_BOUND]: exp then neither overflows (a sum of n terms stays
+#: below n * e**60, far from the float32 maximum for any practical n) nor underflows to 0 or to a
+#: subnormal, and softmax is the same function with or without the shift
+SCORE_BOUND = 60.0
+
+
+def pack_qkv_inference(kernel, bias, num_heads, key_dim, value_dim):
+    """The packed inference kernel ``(d, h*(2k+v+1))`` and bias: :func:`attention_core`'s packing
+    with one more column after each value head whose kernel column is 0 and bias 1, so that the
+    projection carries a column of ones per head. New arrays (``bias`` ``None`` counts as zeros)."""
+    d = kernel.shape[0]
+    hk, hv = num_heads * key_dim, num_heads * value_dim
+    width = 2 * hk + num_heads * (value_dim + 1)
+    packed = np.zeros((d, width), dtype=kernel.dtype)
+    packed_bias = np.zeros(width, dtype=kernel.dtype)
+    packed[:, :2 * hk] = kernel[:, :2 * hk]
+    values = packed[:, 2 * hk:].reshape(d, num_heads, value_dim + 1)
+    values[:, :, :value_dim] = kernel[:, 2 * hk:2 * hk + hv].reshape(d, num_heads, value_dim)
+    value_bias = packed_bias[2 * hk:].reshape(num_heads, value_dim + 1)
+    value_bias[:, value_dim] = 1
+    if bias is not None:
+        packed_bias[:2 * hk] = bias[:2 * hk]
+        value_bias[:, :value_dim] = bias[2 * hk:].reshape(num_heads, value_dim)
+    return packed, packed_bias
+
+
+def attention_inference(proj, num_heads, key_dim, value_dim, causal=False, out=None):
+    """Self-attention at inference on ``proj (B, T, h*(2k+v+1))``, the projection by
+    :func:`pack_qkv_inference`'s kernel (query scaled, each value head followed by a column of ones).
+
+    ``scores = K Q^T`` per head (keys first, ``(B, h, S, T)``), ``exp`` in place (after subtracting
+    the maximum over the keys unless every score is within :data:`SCORE_BOUND`; always with a
+    causal mask), then ONE matmul ``P^T [V | 1]`` gives the unnormalised context and, in its last
+    column, the sums over the keys; the context is divided by them into ``out (B*T, h*v)``
+    (allocated when ``None``), which is returned."""
+    batch, steps, _ = proj.shape
+    hk = num_heads * key_dim
+    q = proj[:, :, :hk].reshape(batch, steps, num_heads, key_dim).transpose(0, 2, 1, 3)
+    k = proj[:, :, hk:2 * hk].reshape(batch, steps, num_heads, key_dim).transpose(0, 2, 1, 3)
+    v = proj[:, :, 2 * hk:].reshape(batch, steps, num_heads, value_dim + 1).transpose(0, 2, 1, 3)
+    scores = np.matmul(k, np.swapaxes(q, -1, -2))
+    if causal:
+        scores += causal_bias(steps, steps, scores.dtype)
+    bound = SCORE_BOUND
+    if causal or not (scores.max() <= bound and scores.min() >= -bound):  # (NaN: the shifted path)
+        scores -= scores.max(axis=-2, keepdims=True)
+    np.exp(scores, out=scores)
+    both = np.empty((batch, steps, num_heads, value_dim + 1), dtype=proj.dtype)
+    np.matmul(np.swapaxes(scores, -1, -2), v, out=both.transpose(0, 2, 1, 3))
+    if out is None:
+        out = np.empty((batch * steps, num_heads * value_dim), dtype=proj.dtype)
+    np.divide(both[..., :value_dim], both[..., value_dim:], out=out.reshape(batch, steps, num_heads, value_dim))
+    return out

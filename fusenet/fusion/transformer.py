@@ -406,8 +406,10 @@ class FusedMultiHeadAttention(FusedLayer):
         return super()._prepare_input(x)
 
     def _fold(self):
-        kernel, bias, _ = _pack_qkv(self.mha)
-        return kernel, bias, *_output_params(self.mha)
+        mha = self.mha
+        kernel, bias, _ = _pack_qkv(mha)
+        kernel, bias = ops.pack_qkv_inference(kernel, bias, mha.num_heads, mha.key_dim, mha.value_dim)
+        return kernel, bias, *_output_params(mha)
 
     def forward(self, x, training=False):
         if not training:
@@ -442,7 +444,7 @@ class FusedMultiHeadAttention(FusedLayer):
             n = min(per_chunk, batch - first)
             rows = slice(first * steps, (first + n) * steps)
             proj = _gemm(x2[rows], kernel, bias).reshape(n, steps, -1)
-            ctx, _ = ops.attention_core(proj, mha.num_heads, mha.key_dim, mha.value_dim, mha.use_causal_mask)
+            ctx = ops.attention_inference(proj, mha.num_heads, mha.key_dim, mha.value_dim, mha.use_causal_mask)
             out = np.matmul(ctx, w_out, out=y[rows])
             if b_out is not None:
                 out += b_out
@@ -507,6 +509,7 @@ class FusedTransformerEncoderBlock(FusedLayer):
         mha, norm1, _, norm2, dense1, dense2, _ = self._parts()
         kernel, bias, _ = _pack_qkv(mha)
         w1, b1 = _dense_params(dense1)
+        kernel, bias = ops.pack_qkv_inference(kernel, bias, mha.num_heads, mha.key_dim, mha.value_dim)
         if self.block.norm_first:
             kernel, bias = ops.fold_layernorm_dense(*_affine(norm1), kernel, bias)
             w1, b1 = ops.fold_layernorm_dense(*_affine(norm2), w1, b1)
@@ -516,6 +519,11 @@ class FusedTransformerEncoderBlock(FusedLayer):
     def _attention(mha, proj_in, kernel, bias, batch, steps, mask=None, training=False):
         proj = _gemm(proj_in, kernel, bias).reshape(batch, steps, -1)
         return ops.attention_core(proj, mha.num_heads, mha.key_dim, mha.value_dim, mha.use_causal_mask, mask, training)
+
+    @staticmethod
+    def _attention_inference(mha, proj_in, kernel, bias, batch, steps):
+        proj = _gemm(proj_in, kernel, bias).reshape(batch, steps, -1)
+        return ops.attention_inference(proj, mha.num_heads, mha.key_dim, mha.value_dim, mha.use_causal_mask)
 
     def forward(self, x, training=False):
         if not training:
@@ -583,7 +591,7 @@ class FusedTransformerEncoderBlock(FusedLayer):
             xc, out = x2[rows], y[rows]
             if norm_first:
                 xhat1, _ = ops.standardize_rows(xc, norm1.epsilon, norm1.rms_scaling)
-                ctx, _ = self._attention(mha, xhat1, kernel, bias, n, steps)       # LN1 folded into the kernel
+                ctx = self._attention_inference(mha, xhat1, kernel, bias, n, steps)  # LN1 folded into the kernel
                 x1 = _gemm(ctx, w_out, b_out)
                 x1 += xc
                 xhat2, _ = ops.standardize_rows(x1, norm2.epsilon, norm2.rms_scaling)
@@ -593,7 +601,7 @@ class FusedTransformerEncoderBlock(FusedLayer):
                     out += b2
                 out += x1
             else:
-                ctx, _ = self._attention(mha, xc, kernel, bias, n, steps)
+                ctx = self._attention_inference(mha, xc, kernel, bias, n, steps)
                 x1, _ = _skip_ln_forward(ctx, w_out, b_out, xc, None, norm1, training=False)
                 hidden = ops.apply_activation_(fn, _gemm(x1, w1, b1))
                 y_chunk, _ = _skip_ln_forward(hidden, w2, b2, x1, None, norm2, training=False, out=out)
