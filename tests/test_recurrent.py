@@ -327,6 +327,38 @@ def test_input_gradient_skipped_when_not_needed(rng, name):
         assert layer.forward_layer._input_grad_needed and layer.backward_layer._input_grad_needed
 
 
+@pytest.mark.parametrize("flags", [{}, {"return_sequences": True, "return_state": True, "go_backwards": True}],
+                         ids=["last", "seq-state-back"])
+def test_lstm_two_threads_equal_one(rng, monkeypatch, flags):
+    """A batch big enough for the two-thread split (uneven halves) gives exactly the numbers of the
+    same split run on one thread, and agrees with running the samples one at a time."""
+    import fusenet.layers.recurrent as recurrent
+
+    batch = recurrent._SPLIT_MIN_BATCH + 1
+    x = rng.normal(size=(batch, 5, 3))
+    layer = layers.LSTM(4, bias_initializer="random_normal", dtype="float64", **flags)
+    layer(x)
+    y = layer(x, training=True)
+    outputs = y if isinstance(y, list) else [y]
+    dy = [rng.normal(size=a.shape) for a in outputs]
+    results = []
+    for threshold in (recurrent._SPLIT_MIN_BATCH, batch + 1):  # threaded, then serial
+        monkeypatch.setattr(recurrent, "_SPLIT_MIN_BATCH", threshold)
+        layer.zero_grad()
+        out = layer(x, training=True)
+        dx = layer.backward(dy if isinstance(y, list) else dy[0])
+        results.append(([*(out if isinstance(out, list) else [out])], dx, {k: v.copy() for k, v in layer.grads.items()}))
+    (out_a, dx_a, g_a), (out_b, dx_b, g_b) = results
+    for a, b in zip(out_a + [dx_a] + list(g_a.values()), out_b + [dx_b] + list(g_b.values())):
+        np.testing.assert_array_equal(a, b)
+    layer.zero_grad()
+    single = [layer(x[n:n + 1]) for n in range(batch)]
+    single = [np.concatenate([s[j] for s in single]) for j in range(len(outputs))] if isinstance(y, list) else \
+        [np.concatenate(single)]
+    for a, b in zip(out_a, single):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
 def test_lstm_float16_follows_float64(rng):
     """float16 (no BLAS gemm for it: the fallback accumulation) computes the same LSTM to float16 precision."""
     x = rng.normal(size=(2, 5, 3))

@@ -75,10 +75,15 @@ from ..initializers import get as get_initializer
 from ..initializers import serialize as serialize_initializer
 from .._blas import GEMM_DTYPES, gemm
 from ..utils import check_in, check_positive_int, make_rng
+from ._parallel import split_run
 from ._rnn_activation import _LoopActivation
 from .base import InputSpec, Layer, deserialize, serialize
 
 __all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
+
+
+#: batches below this run their two halves one after the other (a thread hand-off is not worth it)
+_SPLIT_MIN_BATCH = 16
 
 
 def _gemm_fallback(a, b, c, beta=1.0, trans_b=False):
@@ -392,22 +397,43 @@ class LSTM(_RNNBase):
         ``h_{t-1}^T`` over ``x_t^T`` and a row of ones, and ``W = [R^T | K^T | b^T]``
         ``(4*units, units+in+1)``, so ``g_t^T = W @ XH[t]`` is ONE GEMM per step (recurrent and
         input projection together, bias included) and the loop writes ``h_t^T`` straight into
-        ``XH[t+1]``."""
+        ``XH[t+1]``. The two halves of the batch are independent sequences: each runs its whole
+        loop on its own thread (``_parallel.split_run``: the calling thread and one worker, BLAS at
+        one thread meanwhile; the same split, hence the same numbers, on one core)."""
         batch, steps, in_dim = x.shape
         if steps == 0:
             raise ValueError(f"{self.describe()}: expected at least one time step. Received input with shape {x.shape}")
-        u, s3 = self.units, 3 * self.units
-        dtype = x.dtype
-        act, rec = self.activation, self.recurrent_activation
+        u = self.units
         fast = self._fast_gates()
         rows = u + in_dim + (1 if self.use_bias else 0)
-        W = np.empty((4 * u, rows), dtype=dtype)
+        W = np.empty((4 * u, rows), dtype=x.dtype)
         W[:, :u] = self._internal(self._params["recurrent_kernel"], fast).T
         W[:, u:u + in_dim] = self._internal(self._params["kernel"], fast).T
         if self.use_bias:
             W[:, u + in_dim] = self._internal(self._params["bias"], fast)
-        XH = np.empty((steps + 1, rows, batch), dtype=dtype)
-        XH[:steps, u:u + in_dim] = (x[:, ::-1] if self.go_backwards else x).transpose(1, 2, 0)
+        xs = x[:, ::-1] if self.go_backwards else x
+        parts = split_run(lambda lo, hi: self._forward_part(xs[lo:hi], W, training), batch,
+                          parallel=batch >= _SPLIT_MIN_BATCH)
+        if self.return_sequences:
+            out = np.concatenate([XH[1:, :u].transpose(2, 0, 1) for XH, *_ in parts], axis=0)
+        else:
+            out = np.concatenate([XH[steps, :u].T for XH, *_ in parts], axis=0)
+        self._save_for_backward(training, parts, in_dim)
+        if not self.return_state:
+            return out
+        return [out, np.concatenate([XH[steps, :u].T for XH, *_ in parts], axis=0),
+                np.concatenate([C[-1].T for _, _, C, *_ in parts], axis=0)]
+
+    def _forward_part(self, x, W, training):
+        """The loop over one part of the batch, ``x`` ``(batch_part, time, in)`` in processing
+        order. Returns ``(XH, G, C, TC, Z)`` (the last four only as long as training needs them)."""
+        batch, steps, in_dim = x.shape
+        u, s3 = self.units, 3 * self.units
+        dtype = x.dtype
+        act, rec = self.activation, self.recurrent_activation
+        fast = self._fast_gates()
+        XH = np.empty((steps + 1, W.shape[1], batch), dtype=dtype)
+        XH[:steps, u:u + in_dim] = x.transpose(1, 2, 0)
         XH[steps, u:] = 0.0
         if self.use_bias:
             XH[:steps, u + in_dim] = 1.0
@@ -437,46 +463,70 @@ class LSTM(_RNNBase):
             c += tmpu
             act.apply(c, out=TC[k])
             np.multiply(g[:u], TC[k], out=XH[t + 1, :u])  # h_t = o * act(c_t)
-        if self.return_sequences:
-            out = np.ascontiguousarray(XH[1:, :u].transpose(2, 0, 1))
-        else:
-            out = np.ascontiguousarray(XH[steps, :u].T)
-        self._save_for_backward(training, XH, G, C, TC, Z, in_dim)
-        if not self.return_state:
-            return out
-        return [out, np.ascontiguousarray(XH[steps, :u].T), np.ascontiguousarray(C[-1].T)]
+        return XH, G, C, TC, Z
 
     def backward(self, dy):
-        """Backward through time, transposed like the forward: per step the gate gradients
-        ``dg_t^T`` ``(4*units, batch)`` (rows o, i, f, c), then ``dW^T += dg_t^T @ XH[t]^T`` (the
-        recurrent-kernel, kernel and bias gradients together, accumulated in place by one GEMM while
-        ``dg_t`` is in cache), ``dh_{t-1}^T = R @ dg_t^T`` and, when the input gradient is wanted,
-        ``dx_t^T = K @ dg_t^T``."""
-        XH, G, C, TC, Z, in_dim = self._saved()
-        steps = G.shape[0]
-        batch = XH.shape[2]
-        u, s3 = self.units, 3 * self.units
-        dtype = XH.dtype
-        act, rec = self.activation, self.recurrent_activation
+        """Backward through time, transposed like the forward and on the same two halves of the
+        batch: per step the gate gradients ``dg_t^T`` ``(4*units, batch)`` (rows o, i, f, c), then
+        ``dW^T += dg_t^T @ XH[t]^T`` (the recurrent-kernel, kernel and bias gradients together,
+        accumulated in place by one GEMM while ``dg_t`` is in cache), ``dh_{t-1}^T = R @ dg_t^T``
+        and, when the input gradient is wanted, ``dx_t^T = K @ dg_t^T``. The two halves' ``dW``
+        are added in a fixed order."""
+        parts, in_dim = self._saved()
+        u = self.units
+        dtype = parts[0][0].dtype
+        batch = sum(part[0].shape[2] for part in parts)
         dout, (dh_last, dc_last) = self._split_gradients(dy)
-        dh = np.zeros((u, batch), dtype=dtype)
-        dc = np.zeros((u, batch), dtype=dtype)
-        dYT = None
+        dh = np.zeros((batch, u), dtype=dtype)
+        dc = np.zeros((batch, u), dtype=dtype)
+        dY = None
         if dout is not None:
             dout = np.asarray(dout, dtype=dtype)
             if self.return_sequences:
-                dYT = np.ascontiguousarray(dout.transpose(1, 2, 0))  # (time, units, batch)
+                dY = dout
             else:
-                dh += dout.T
+                dh += dout
         if dh_last is not None:
-            dh += np.asarray(dh_last, dtype=dtype).T
+            dh += dh_last
         if dc_last is not None:
-            dc += np.asarray(dc_last, dtype=dtype).T
-        R = self._internal(self._params["recurrent_kernel"])  # (u, 4u), unscaled
+            dc += dc_last
         want_dx = self._input_grad_needed
-        if want_dx:
-            K = self._internal(self._params["kernel"])  # (in, 4u)
-            dXT = np.empty((steps, in_dim, batch), dtype=dtype)
+        R = self._internal(self._params["recurrent_kernel"])  # (u, 4u), unscaled
+        K = self._internal(self._params["kernel"]) if want_dx else None  # (in, 4u)
+        offsets = np.cumsum([0] + [part[0].shape[2] for part in parts])
+
+        def run(lo, hi):  # lo, hi index the parts (one part per call)
+            (part,) = parts[lo:hi]
+            a, b = offsets[lo], offsets[hi]
+            return self._backward_part(part, dh[a:b], dc[a:b], None if dY is None else dY[a:b], R, K)
+
+        results = split_run(run, len(parts), parallel=batch >= _SPLIT_MIN_BATCH)
+        dWT = results[0][0]
+        for other, _ in results[1:]:
+            dWT += other
+        self._add_internal(self._grads["recurrent_kernel"], dWT[:, :u].T)
+        self._add_internal(self._grads["kernel"], dWT[:, u:u + in_dim].T)
+        if self.use_bias:
+            self._add_internal(self._grads["bias"], dWT[:, u + in_dim])
+        if not want_dx:
+            return None
+        dx = np.concatenate([dXT.transpose(2, 0, 1) for _, dXT in results], axis=0)
+        if self.go_backwards:
+            dx = dx[:, ::-1]
+        return np.ascontiguousarray(dx)
+
+    def _backward_part(self, saved, dh_last, dc_last, dY, R, K):
+        """Backward through one part of the batch: ``dh_last``/``dc_last`` ``(batch_part, units)``,
+        ``dY`` ``(batch_part, time, units)`` or ``None``. Returns ``(dW^T, dx^T or None)``."""
+        XH, G, C, TC, Z = saved
+        steps, batch = G.shape[0], XH.shape[2]
+        u, s3 = self.units, 3 * self.units
+        dtype = XH.dtype
+        act, rec = self.activation, self.recurrent_activation
+        dh = np.ascontiguousarray(dh_last.T)
+        dc = np.ascontiguousarray(dc_last.T)
+        dYT = None if dY is None else np.ascontiguousarray(dY.transpose(1, 2, 0))  # (time, units, batch)
+        dXT = np.empty((steps, K.shape[0], batch), dtype=dtype) if K is not None else None
         dWT = np.zeros((4 * u, XH.shape[1]), dtype=dtype)
         accumulate = gemm if dtype in GEMM_DTYPES else _gemm_fallback
         d = np.empty((4 * u, batch), dtype=dtype)
@@ -505,18 +555,9 @@ class LSTM(_RNNBase):
             dc *= f
             accumulate(d, XH[t], dWT, beta=1.0, trans_b=True)
             np.matmul(R, d, out=dh)
-            if want_dx:
+            if dXT is not None:
                 np.matmul(K, d, out=dXT[t])
-        self._add_internal(self._grads["recurrent_kernel"], dWT[:, :u].T)
-        self._add_internal(self._grads["kernel"], dWT[:, u:u + in_dim].T)
-        if self.use_bias:
-            self._add_internal(self._grads["bias"], dWT[:, u + in_dim])
-        if not want_dx:
-            return None
-        dx = dXT.transpose(2, 0, 1)
-        if self.go_backwards:
-            dx = dx[:, ::-1]
-        return np.ascontiguousarray(dx)
+        return dWT, dXT
 
     def get_config(self):
         config = super().get_config()
