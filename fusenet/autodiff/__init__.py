@@ -24,6 +24,7 @@ are :mod:`fusenet.autodiff.layers_bridge` and :mod:`fusenet.autodiff.losses_brid
 from . import ops
 from .layers_bridge import TapeLayer, call_layer, layer_variables
 from .losses_bridge import TapeLoss, call_loss
+from . import _chain  # noqa: E402,F401  (registers the layer-chain gradient with the tape)
 from .ops import (
     abs, add, broadcast_to, cast, clip, concatenate, conv2d, cos, divide, einsum, exp, expand_dims, getitem, log,
     log1p, log_softmax, logsumexp, matmul, max, maximum, mean, min, minimum, multiply, negative, pad, power, relu,

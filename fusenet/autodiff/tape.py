@@ -646,6 +646,14 @@ class GradientTape:
                     )
             seeds = self._seeds(targets, output_gradients, owner)
         leaves, rebuild = _flatten(sources, owner, "sources")
+        if not self._recording:
+            for fast in _FAST_GRADIENTS:
+                results = fast(self, targets, seeds, leaves)
+                if results is not None:
+                    if not self.persistent:  # release the graph
+                        self._clear()
+                        self._released = True
+                    return rebuild(results)
         # the tracked tensors standing for each source; ``single``: exactly one for every source
         # (e.g. the parameter arrays of model.trainable_weights, each used by one layer)
         resolved = None
@@ -795,6 +803,25 @@ def accumulate(grads: dict, t: Tensor, g: Tensor, node) -> None:
     grads[key] = g if prev is None else _ops().add(prev, g)
 
 
+_FAST_BACKPROPS: list = []
+_FAST_GRADIENTS: list = []
+
+
+def register_fast_gradient(fn) -> None:
+    """Add ``fn(tape, targets, seeds, leaves) -> list of gradients or None``, tried (in order) by
+    :meth:`GradientTape.gradient` before it resolves the sources: it returns the gradients of the
+    flat ``leaves`` for a recording and sources it handles entirely (see
+    :mod:`fusenet.autodiff._chain`), ``None`` otherwise."""
+    _FAST_GRADIENTS.append(fn)
+
+
+def register_fast_backprop(fn) -> None:
+    """Add ``fn(tape, targets, seeds, sources) -> table or None``, tried (in order) before the
+    general reverse pass: it returns the gradient table for a recording it handles entirely
+    (see :mod:`fusenet.autodiff._chain`), ``None`` otherwise."""
+    _FAST_BACKPROPS.append(fn)
+
+
 def _backprop(tape: GradientTape, targets, seeds, sources) -> dict:
     """Reverse accumulation: a dict whose entry ``id(source)`` is the gradient of each source the
     targets depend on (other entries are internal).
@@ -805,6 +832,10 @@ def _backprop(tape: GradientTape, targets, seeds, sources) -> dict:
     reverse recording order, pulls the gradients back; a node whose outputs got no gradient
     does not reach the targets and is skipped. Gradients of a tensor used several times are summed.
     """
+    for fast in _FAST_BACKPROPS:
+        table = fast(tape, targets, seeds, sources)
+        if table is not None:
+            return table
     ops = _ops()
     source_ids = set(map(id, sources))
     # float tensors through which a source reaches the targets (forward pass over the recording
