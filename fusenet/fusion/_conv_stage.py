@@ -56,6 +56,8 @@ from .folding import fold_batchnorm
 
 __all__ = []  # private module
 
+#: arrays below this size run their blocked passes on one thread (a worker's hand-off costs more)
+PARALLEL_BYTES = 1 << 20
 #: bytes of one block of rows in the element-wise passes (a few blocks fit the 2 MB L2 together)
 BLOCK_BYTES = 1 << 18
 
@@ -82,7 +84,7 @@ def blockwise(a2: np.ndarray, fn) -> None:
         for sl in blocks[b0:b1]:
             fn(sl)
 
-    split_run(run, len(blocks))
+    split_run(run, len(blocks), parallel=a2.nbytes >= PARALLEL_BYTES)
 
 
 def is_linear(fn) -> bool:

@@ -140,6 +140,14 @@ def _standardize_backward(dxhat, xhat, inv, axes, count):
 BLOCK_BYTES = 1 << 18
 
 
+#: arrays below this size run their blocked passes on one thread (a worker's hand-off costs more)
+PARALLEL_BYTES = 1 << 20
+
+
+def _big(a) -> bool:
+    return a.nbytes >= PARALLEL_BYTES
+
+
 def _add_parts(parts):
     """The partial sums of :func:`~fusenet.layers._parallel.split_run`, added in their order."""
     total = parts[0]
@@ -204,7 +212,7 @@ class _Channels:
                 acc += ones[:sl.stop - sl.start] @ a[sl]
             return acc
 
-        return self._fold(_add_parts(split_run(run, len(blocks))))
+        return self._fold(_add_parts(split_run(run, len(blocks), parallel=_big(a))))
 
     def sum_prod(self, a, b):
         """Per-channel ``sum(a * b)`` of two working arrays (no temporary for matrices)."""
@@ -237,7 +245,7 @@ class _Channels:
                 acc += np.einsum("ij,ij->j", ob, ob)
             return acc
 
-        return self._fold(_add_parts(split_run(run, len(blocks))))
+        return self._fold(_add_parts(split_run(run, len(blocks), parallel=_big(out))))
 
     def grad_sums(self, g, xc, before=None):
         """``(sum(g), sum(g * xc))`` per channel, in one pass by blocks of rows; ``before(rows)``, when
@@ -259,7 +267,7 @@ class _Channels:
                 acc[1] += np.einsum("ij,ij->j", gb, xc[sl])
             return acc
 
-        acc = _add_parts(split_run(run, len(blocks)))
+        acc = _add_parts(split_run(run, len(blocks), parallel=_big(g)))
         return self._fold(acc[0]), self._fold(acc[1])
 
     def blockwise(self, a, fn) -> None:
@@ -271,7 +279,7 @@ class _Channels:
             for sl in blocks[b0:b1]:
                 fn(sl)
 
-        split_run(run, len(blocks))
+        split_run(run, len(blocks), parallel=_big(a))
 
 
 class _GammaBetaMixin:
