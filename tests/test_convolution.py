@@ -584,3 +584,38 @@ def test_kernel_too_large_after_build():
         layer(np.zeros((1, 5, 2, 1)))
     with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 1"):
         layer(np.zeros((1, 5, 5, 2)))
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_fused_training_equals_unfused_bit_for_bit_at_full_size(rng, pool):
+    """A Conv-BN-ReLU(-MaxPool) run large enough for the per-tap GEMMs and the two-thread passes: the fused
+    layer's training step computes the unfused layers' numbers exactly (outputs, input and parameter
+    gradients, moving statistics)."""
+    import copy
+
+    from fusenet.fusion import LayerBuilder
+
+    x = rng.normal(size=(16, 32, 32, 16)).astype(np.float32)
+    run = [layers.Conv2D(16, 3, padding="same", use_bias=False), layers.BatchNormalization(), layers.ReLU()]
+    run += [layers.MaxPooling2D(2)] if pool else []
+    h = x
+    for layer in run:  # build
+        h = layer(h)
+    fused = LayerBuilder.optimize_sequence(copy.deepcopy(run), training=True)
+    assert len(fused) == 1
+    y_ref = x
+    for layer in run:
+        y_ref = layer(y_ref, training=True)
+    y = fused[0](x, training=True)
+    np.testing.assert_array_equal(y, y_ref)
+    dy = rng.normal(size=y.shape).astype(np.float32)
+    for layer in run + fused:
+        layer.zero_grad()
+    dx_ref = dy
+    for layer in reversed(run):
+        dx_ref = layer.backward(dx_ref)
+    np.testing.assert_array_equal(fused[0].backward(dy), dx_ref)
+    np.testing.assert_array_equal(np.concatenate([g.ravel() for g in fused[0].grads.values()]),
+                                  np.concatenate([g.ravel() for layer in run for g in layer.grads.values()]))
+    for a, b in zip(fused[0].get_weights(), [w for layer in run for w in layer.get_weights()]):
+        np.testing.assert_array_equal(a, b)  # the moving statistics

@@ -352,3 +352,23 @@ def test_per_sample_norms_same_in_training_and_inference(rng, make):
     layer = make()
     x = rng.normal(size=(3, 4, 6))
     np.testing.assert_array_equal(layer(x, training=True), layer(x, training=False))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batchnorm_two_threads_give_the_serial_numbers(rng, monkeypatch, dtype):
+    """Inputs of 1 MB and more run the blocked sums and passes on two threads: the same numbers (the
+    halves are fixed, their sums added in order) as on one thread, forward, gradients and statistics."""
+    from fusenet.layers import _parallel
+
+    x = rng.normal(2.0, 3.0, size=(48, 16, 16, 24)).astype(dtype)
+    dy = rng.normal(size=x.shape).astype(dtype)
+    results = []
+    for workers in (1, 2):
+        monkeypatch.setattr(_parallel, "WORKERS", workers)
+        bn = layers.BatchNormalization(dtype=dtype)
+        y = bn(x, training=True)
+        dx = bn.backward(dy)
+        results.append([y, dx, *bn.grads.values(), *bn.state.values()])
+    assert x.nbytes >= 1 << 20
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
