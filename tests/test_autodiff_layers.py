@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import fusenet.autodiff as ad
+import fusenet.autodiff._chain as ad_chain
+import fusenet.autodiff.tape as ad_tape
 from fusenet import layers, losses, models, optimizers
 from fusenet.errors import BackwardBeforeForwardError
 from fusenet.layers import base as layer_base
@@ -110,6 +112,100 @@ def test_handwritten_training_step_matches_train_on_batch(rng):
         b.train_on_batch(x, y)
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-10, atol=1e-12)
+
+
+def _chain_model(dtypes=("float64", "float64", "float64")):
+    return models.Sequential([layers.Input((5,)), layers.Dense(6, activation="tanh", dtype=dtypes[0], seed=1),
+                              layers.Dense(4, activation="relu", dtype=dtypes[1], seed=2),
+                              layers.Dense(3, dtype=dtypes[2], seed=3)])
+
+
+def _chain_step(model, x, y, pick, disable):
+    """``pick(model, x_tensor) -> sources`` after one recorded step; with ``disable`` the layer-chain
+    paths are off (the general reverse pass). Returns the gradients (arrays or None), the layers' grads
+    and how often the chain ran the layers' backward."""
+    runs = []
+    run = ad_chain._run
+
+    def counting(*args):
+        runs.append(1)
+        return run(*args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ad_chain, "_run", counting)
+        if disable:
+            mp.setattr(ad_tape, "_FAST_GRADIENTS", [])
+            mp.setattr(ad_tape, "_FAST_BACKPROPS", [])
+        for layer in model.layers:  # stale values: a differentiated layer's grads are replaced
+            for g in layer.grads.values():
+                g.fill(7.0)
+        xt = ad.Tensor(x)
+        with ad.GradientTape() as tape:
+            tape.watch(xt)
+            h = xt
+            for layer in model.layers:  # (a model call takes arrays: the chain's input would be a copy)
+                h = layer(h, training=True)
+            loss = ad.call_loss(losses.get("mse"), y, h)
+        grads = tape.gradient(loss, pick(model, xt))
+    own = [g.copy() for layer in model.layers for g in layer.grads.values()]
+    return [None if g is None else np.array(g) for g in grads], own, len(runs)
+
+
+@pytest.mark.parametrize("case", ["trainable_weights", "last_kernel", "middle_layer", "input_and_weights"])
+@pytest.mark.parametrize("dtypes", [("float64",) * 3, ("float64", "float32", "float64")], ids=["float64", "mixed"])
+def test_layer_chain_gradient_equals_the_general_pass(case, dtypes, rng):
+    picks = {
+        "trainable_weights": lambda m, xt: m.trainable_weights,
+        "last_kernel": lambda m, xt: [m.layers[2].params["kernel"]],
+        "middle_layer": lambda m, xt: list(m.layers[1].params.values()),
+        "input_and_weights": lambda m, xt: [xt] + m.trainable_weights,
+    }
+    x, y = rng.normal(size=(7, 5)), rng.normal(size=(7, 3))
+    fast_model, general_model = _chain_model(dtypes), _chain_model(dtypes)
+    fast_model(x)
+    general_model(x)
+    general_model.set_weights(fast_model.get_weights())
+    fast, fast_own, runs = _chain_step(fast_model, x, y, picks[case], disable=False)
+    general, general_own, general_runs = _chain_step(general_model, x, y, picks[case], disable=True)
+    assert runs == 1 and general_runs == 0
+    assert len(fast) == len(general)
+    for i, (a, b) in enumerate(zip(fast, general)):
+        assert a is not None and b is not None and a.dtype == b.dtype, f"gradient {i}"
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=f"{case}: gradient {i}")
+    for i, (a, b) in enumerate(zip(fast_own, general_own)):  # layers before the first source keep 7.0
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=f"{case}: layer grads {i}")
+    if case == "last_kernel":
+        assert np.all(fast_own[0] == 7.0) and np.all(fast_own[3] == 7.0)
+
+
+def test_layer_chain_path_declines_other_recordings(rng):
+    model = _chain_model()
+    x, y = rng.normal(size=(4, 5)), rng.normal(size=(4, 3))
+    model(x)
+    mse = losses.get("mse")
+    runs = []
+    run = ad_chain._run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ad_chain, "_run", lambda *args: runs.append(1) or run(*args))
+        with ad.GradientTape(persistent=True) as tape:  # persistent: the general pass
+            loss = ad.call_loss(mse, y, model(x, training=True))
+        tape.gradient(loss, model.trainable_weights)
+        with ad.GradientTape() as tape:  # an operation after the loss: the general pass
+            loss = ad.call_loss(mse, y, model(x, training=True)) * 2.0
+        tape.gradient(loss, model.trainable_weights)
+        dense = layers.Dense(5, activation="tanh", dtype="float64")
+        with ad.GradientTape() as tape:  # a layer called twice: the general pass
+            loss = ad.call_loss(mse, x, dense(dense(x, training=True), training=True))
+        shared = tape.gradient(loss, dense.trainable_weights)
+        assert runs == [] and all(g is not None for g in shared)
+        with ad.GradientTape() as tape:  # gradient inside the recording block: the chain, the same result
+            loss = ad.call_loss(mse, y, model(x, training=True))
+            grads = [np.array(g) for g in tape.gradient(loss, model.trainable_weights)]
+        assert runs == [1]
+    with ad.GradientTape(persistent=True) as tape:
+        loss = ad.call_loss(mse, y, model(x, training=True))
+    for g, e in zip(grads, tape.gradient(loss, model.trainable_weights)):
+        np.testing.assert_allclose(g, np.asarray(e), rtol=1e-12)
 
 
 def test_shared_layer_called_twice_on_one_tape(rng):
