@@ -20,6 +20,12 @@ display), so:
 The seed of a scalar target is a shared read-only array of ones (never handed out: the gradient
 of a target with respect to itself is a copy).
 
+Short paths for recordings they recognise entirely may be registered
+(:func:`register_fast_gradient`, :func:`register_fast_backprop`); they must give exactly what
+the general pass gives. :mod:`fusenet.autodiff._chain` is one: a chain of layer calls ending in
+a fusenet loss (the TensorFlow-style training step of a ``Sequential``) runs the layers'
+hand-written backward directly.
+
 Every VJP is written with the tape operations themselves. While a tape computes gradients it
 does not record, but any *outer* tape that is recording sees those operations, so nesting tapes
 gives higher-order derivatives::
