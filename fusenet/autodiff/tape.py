@@ -439,7 +439,11 @@ class GradientTape:
         self._recording = False
         self._entered = False
         self._released = False
-        self._clear()
+        self._nodes: list = []  # (as _clear, written out)
+        self._tensors: dict = {}
+        self._watched: dict = {}
+        self._layer_calls: dict = {}
+        self._arrays = None
 
     def _clear(self) -> None:
         self._nodes: list = []
@@ -487,7 +491,10 @@ class GradientTape:
             state.recording = ()
         else:
             state.refresh()
-        state.close_scope()
+        state.scopes -= 1
+        if state.scopes == 0:  # (as _State.close_scope)
+            for _, stop in state.hooks:
+                stop()
         return False
 
     @contextlib.contextmanager
