@@ -583,3 +583,21 @@ def test_fast_float32_erf_accuracy():
     err = np.abs(erf_float32(grid).astype(np.float64) - special.erf(grid.astype(np.float64)))
     assert err.max() < 5e-7
     assert erf_float32(np.zeros((3, 0), np.float32)).shape == (3, 0)
+
+
+def test_fast_float32_gelu_accuracy_and_in_place():
+    from scipy import special
+
+    from fusenet.activations._smooth import gelu_float32_inplace
+
+    grid = np.concatenate([np.linspace(-12, 12, 200001), [-1e30, -1000.0, -6.0, 6.0, 1000.0, 1e30]]).astype(np.float32)
+    exact = grid.astype(np.float64) * special.ndtr(grid.astype(np.float64))
+    z = grid.copy()
+    y = gelu_float32_inplace(z)
+    assert y is z and y.dtype == np.float32
+    err = np.abs(y.astype(np.float64) - exact)
+    assert err.max() < 1.5e-6 and (err / np.maximum(1.0, np.abs(grid.astype(np.float64)))).max() < 3e-7
+    assert y[-6] == 0.0 and y[-5] == 0.0 and y[-1] == np.float32(1e30)
+    small = (np.abs(grid) < 1) & (grid != 0)
+    assert (err[small] / np.abs(exact[small])).max() < 1e-6
+    np.testing.assert_array_equal(A.gelu(grid.reshape(-1, 3)), y.reshape(-1, 3))  # the activation's own float32 path

@@ -70,37 +70,48 @@ def erf_float32(x: np.ndarray) -> np.ndarray:
     return out.reshape(np.shape(x))
 
 
-_GELU_BLOCK = 65536  # elements: the four float32 temporaries (1 MiB) stay in the L2 cache
+_GELU_BLOCK = 32768  # elements: the four float32 temporaries (512 KiB) stay in the L2 cache
+# the erf rational above rewritten for gelu(z) = z * (1/2 + erf(z / sqrt(2)) / 2) directly in z:
+# numerator times sqrt(1/2) / 2 and both polynomials' x^(2j) coefficients times 2^-j, so that
+# p(z^2) / q(z^2) * z = erf(z / sqrt(2)) / 2 with no separate scaling pass; same accuracy
+_GELU_NUM = tuple(np.float32(c * 0.5 * _SQRT_HALF * 0.5 ** (len(_ERF_NUM) - 1 - i)) for i, c in enumerate(_ERF_NUM))
+_GELU_DEN = tuple(np.float32(c * 0.5 ** (len(_ERF_DEN) - 1 - i)) for i, c in enumerate(_ERF_DEN))
+# z is clipped to +-5.65625 (just below 4 sqrt(2), where erf(z / sqrt(2)) = 1 - 1.5e-8 rounds to 1): the
+# rescaled rational evaluates to exactly +-1/2 there in float32, so gelu(-1000) is exactly 0
+_GELU_ERF_CLIP = np.float32(5.65625)
 
 
 def gelu_float32_inplace(z: np.ndarray) -> np.ndarray:
-    """``z <- gelu(z)`` for a C-contiguous float32 array, in place: ``z * (erf(z / sqrt(2)) + 1) / 2``
-    with :func:`erf_float32`'s rational erf, in cache-sized blocks with reused temporaries. This is
-    exactly (bit for bit) how :class:`GELU` computes float32, so fused layers may call it on a GEMM
-    output without changing a number."""
+    """``z <- gelu(z)`` for a C-contiguous float32 array, in place: ``z * (1/2 + erf(z / sqrt(2)) / 2)``
+    with :func:`erf_float32`'s rational erf (its coefficients rescaled for the argument ``z`` and the
+    factor 1/2), ``z`` clipped to ``+-5.65625`` inside the erf, in cache-sized blocks with reused
+    temporaries: 26 passes over each block. ``|error| < 1.3e-6`` and ``< 2.7e-7 * max(1, |z|)``
+    against the exact GELU. This is exactly (bit for bit) how :class:`GELU` computes float32, so
+    fused layers may call it on a GEMM output without changing a number."""
     f32 = np.float32
     flat = z.reshape(-1)
     size = min(_GELU_BLOCK, flat.size)
     t_buf, xx_buf, p_buf, q_buf = (np.empty(size, dtype=f32) for _ in range(4))
+    num, den = _GELU_NUM, _GELU_DEN
     for start in range(0, flat.size, _GELU_BLOCK):
         zb = flat[start:start + _GELU_BLOCK]
         m = zb.size
         t, xx, p, q = t_buf[:m], xx_buf[:m], p_buf[:m], q_buf[:m]
-        np.multiply(zb, f32(_SQRT_HALF), out=t)
-        np.clip(t, f32(-4.0), f32(4.0), out=t)
+        np.clip(zb, -_GELU_ERF_CLIP, _GELU_ERF_CLIP, out=t)
         np.multiply(t, t, out=xx)
-        p.fill(_ERF_NUM[0])
-        for c in _ERF_NUM[1:]:
+        np.multiply(xx, num[0], out=p)
+        p += num[1]
+        for c in num[2:]:
             p *= xx
-            p += f32(c)
-        q.fill(_ERF_DEN[0])
-        for c in _ERF_DEN[1:]:
+            p += c
+        np.multiply(xx, den[0], out=q)
+        q += den[1]
+        for c in den[2:]:
             q *= xx
-            q += f32(c)
+            q += c
         p *= t
-        np.divide(p, q, out=p)  # erf(z / sqrt(2))
-        p += f32(1.0)
-        p *= f32(0.5)  # Phi(z)
+        p /= q  # erf(z / sqrt(2)) / 2
+        p += f32(0.5)  # Phi(z)
         zb *= p
     return z
 
