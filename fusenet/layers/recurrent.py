@@ -28,7 +28,11 @@ is about twice as slow on column blocks of a ``(batch, 4*units)`` row). Per step
 forward, ``g_t^T = [R^T | K^T | b^T] @ [h_{t-1}^T; x_t^T; 1]`` (the input projection, bias
 included, rides in the recurrent GEMM), and in backward ``dh_{t-1}^T = R @ dg_t^T`` plus one
 accumulating GEMM ``dW^T += dg_t^T @ [h_{t-1}^T; x_t^T; 1]^T`` that gathers the kernel,
-recurrent-kernel and bias gradients while ``dg_t`` is in cache (see :class:`LSTM`).
+recurrent-kernel and bias gradients while ``dg_t`` is in cache. The two halves of the batch are
+independent sequences, so each runs its whole loop (forward, and backward with its own partial
+``dW``, added in a fixed order) on its own thread through :func:`._parallel.split_run` (BLAS at one
+thread meanwhile): per step GEMMs are too small to keep two BLAS threads busy, and the element-wise
+work would otherwise stay on one core (see :class:`LSTM`).
 
 Every layer skips its input gradient (``backward`` returns ``None``) when the model engine sets
 ``Layer._input_grad_needed`` to False (the layer reads the model input in a training step).
