@@ -256,3 +256,21 @@ def test_im2col_reads_zero_bordered_input_in_place(rng, monkeypatch, dtype, kwar
     xp = _conv_taps.im2col_input(h, geom)
     assert np.shares_memory(xp, base) and xp.shape[1:-1] == geom.spans
     np.testing.assert_array_equal(xp, ops.pad_input(np.ascontiguousarray(h), geom))
+
+
+def test_epilogues_are_made_once_per_activation(rng):
+    """epilogue_of gives act_epilogue's in-place function, made once per activation object (by
+    identity: equal activations are different keys), None for no activation or a linear one."""
+    from fusenet import activations
+    from fusenet.fusion._conv_stage import act_epilogue
+
+    relu, gelu = activations.get("relu"), activations.get("gelu")
+    assert _conv_taps.epilogue_of(None) is None
+    assert _conv_taps.epilogue_of(activations.get("linear")) is None
+    assert _conv_taps.epilogue_of(relu) is act_epilogue(relu)  # the module's in-place ReLU
+    first = _conv_taps.epilogue_of(gelu)
+    assert _conv_taps.epilogue_of(gelu) is first
+    x = rng.normal(size=(4, 3))
+    y = x.copy()
+    first(y)
+    np.testing.assert_allclose(y, gelu.forward(x), rtol=1e-12)

@@ -13,7 +13,7 @@ from ..layers._conv_args import checked_geometry
 from ..layers.pooling import MaxPooling1D, MaxPooling2D, MaxPooling3D
 from .base import FusedLayer
 from ._conv_stage import act_epilogue, as_rows, parse_stages
-from ._conv_taps import bordered, conv_blocks
+from ._conv_taps import bordered, conv_blocks, epilogue_of
 
 __all__ = ["FusedConvBNActivation", "FusedConvBNActivationPool", "FusedDepthwiseSeparableBNActivation"]
 
@@ -47,7 +47,7 @@ class _FusedConvChain(FusedLayer):
 
     def _inference(self, x):
         for stage, (kernel, bias) in zip(self.stages, self.folded()):
-            x = stage.infer(x, kernel, bias)
+            x = stage.infer(x, kernel, bias, epilogue=epilogue_of(stage.act))
         return x
 
     # ------------------------------------------------------------ forward and backward

@@ -8,9 +8,9 @@ from ..layers.composite import Residual
 from ..layers.merging import Add
 from .base import FusedLayer
 from .dense import activation_of
-from ._conv_stage import act_epilogue, activation_grad, add_and_activate, as_rows, parse_stages
-from ._conv_taps import (_add_bias, bordered, bordered_taps, bordered_workspace, conv_blocks, s2d_conv_bordered,
-                         s2d_pointwise_term, s2d_taps, space_to_depth, tap_conv_bordered)
+from ._conv_stage import activation_grad, add_and_activate, as_rows, parse_stages
+from ._conv_taps import (_add_bias, bordered, bordered_taps, bordered_workspace, conv_blocks, epilogue_of,
+                         s2d_conv_bordered, s2d_pointwise_term, s2d_taps, space_to_depth, tap_conv_bordered)
 
 __all__ = ["FusedResidualConvBlock", "residual_block_problem"]
 
@@ -94,10 +94,10 @@ class FusedResidualConvBlock(FusedLayer):
         stride-2 convolution run on it (``None`` otherwise)."""
         first = self.body[0]
         if first.op.kind != "conv":
-            return first.infer(x, kernel, bias), None
+            return first.infer(x, kernel, bias, epilogue=epilogue_of(first.act)), None
         xv, geom, groups = first.op.prepare(x)
         channels, dtype = xv.shape[-1], xv.dtype
-        act = act_epilogue(first.act)
+        act = epilogue_of(first.act)
         shape = (xv.shape[0],) + tuple(geom.out_sizes) + (kernel.shape[-1],)
         if s2d_taps(geom, groups, channels, dtype):
             grid = space_to_depth(xv, geom)
@@ -106,7 +106,7 @@ class FusedResidualConvBlock(FusedLayer):
         if bordered_taps(geom, groups, channels, dtype):
             buffer, _ = bordered_workspace("residual_h", shape, dtype)
             return tap_conv_bordered(xv, kernel, geom, bias=bias, epilogue=act, buffer=buffer), None
-        return first.infer(x, kernel, bias), None
+        return first.infer(x, kernel, bias, epilogue=epilogue_of(first.act)), None
 
     def _projection_term(self, x, grid, first_geom, out_shape, folded):
         """The 1x1 stride-2 projection shortcut as one more GEMM term of the second convolution, on the
@@ -128,7 +128,7 @@ class FusedResidualConvBlock(FusedLayer):
         hv, geom, groups = second.op.prepare(h)
         kernel, bias = folded[1]
         out_shape = (h.shape[0],) + geom.out_sizes + (kernel.shape[-1],)
-        act = act_epilogue(self.act)
+        act = epilogue_of(self.act)
         taps = bordered_taps(geom, groups, hv.shape[-1], hv.dtype)
         if taps and self.shortcut and grid is not None:
             projection = self._projection_term(x, grid, self.body[0].op.prepare(x)[1], out_shape, folded)

@@ -172,6 +172,23 @@ class TapGemms:
         stop = src.shape[0] - off
         self.limit = stop if self.limit is None else min(self.limit, stop)
 
+    def add_taps(self, src: np.ndarray, offsets, kernels: np.ndarray) -> None:
+        """One term per kernel tap: rows ``q + offsets[t]`` of ``src`` (all its columns) times
+        ``kernels[t]`` (``kernels``: ``(taps, C, F)`` contiguous); pointers computed once."""
+        kernels = np.ascontiguousarray(kernels, dtype=self.dtype)
+        taps, k, filters = kernels.shape
+        if (src.dtype != self.dtype or src.ndim != 2 or src.shape[1] != k or filters != self.filters
+                or (src.strides[1] != self.item and k > 1) or min(offsets) < 0):
+            raise ValueError(f"TapGemms: a {self.dtype} source of {k} unit-stride columns and non-negative offsets "
+                             f"expected; received {src.dtype} {src.shape}, offsets {min(offsets)}..")
+        lda = max(src.strides[0] // self.item, k, 1)
+        pa = src.ctypes.data if self.fn is not None else 0
+        pw, step = kernels.ctypes.data, k * filters * self.item
+        for t, off in enumerate(offsets):
+            self.taps.append((src, off, kernels[t], pa, lda, k, pw + t * step))
+        stop = src.shape[0] - max(offsets)
+        self.limit = stop if self.limit is None else min(self.limit, stop)
+
     def run(self, q0: int, q1: int, out: np.ndarray, beta: float = 0.0) -> None:
         """``out = beta * out + sum_t ...`` over rows ``q0:q1`` (``out``: ``(q1 - q0, F)``, unit column stride)."""
         m = q1 - q0
@@ -255,6 +272,29 @@ def bordered_workspace(key, shape, dtype):
     return buffer, buffer[(slice(None),) + (slice(1, -1),) * rank]
 
 
+_EPILOGUES = {}  # id(fn) -> (weak reference to fn, epilogue): by identity (activations compare by config)
+
+
+def epilogue_of(fn):
+    """:func:`._conv_stage.act_epilogue` of the activation function ``fn`` (``None`` for none), made once
+    per function object (telling a plain ReLU apart reads the function's config: tens of
+    microseconds per call, a few dozen calls per forward of a ResNet)."""
+    if fn is None:
+        return None
+    entry = _EPILOGUES.get(id(fn))
+    if entry is not None and entry[0]() is fn:
+        return entry[1]
+    from ._conv_stage import act_epilogue
+
+    ep = act_epilogue(fn)
+    try:
+        key = id(fn)
+        _EPILOGUES[key] = (weakref.ref(fn, lambda _, key=key: _EPILOGUES.pop(key, None)), ep)
+    except TypeError:  # not weakly referenceable: not cached
+        pass
+    return ep
+
+
 def _kernel_taps(kernel: np.ndarray, dtype) -> np.ndarray:
     """The kernel ``(*K, C, F)`` as ``(taps, C, F)`` in ``dtype`` (contiguous)."""
     k = np.ascontiguousarray(kernel, dtype=dtype)
@@ -276,8 +316,7 @@ def tap_conv(x: np.ndarray, kernel: np.ndarray, geom, finish, xp=None, block_row
     offsets, _ = _offsets(geom, spans)
     last_row = n * per_sample - max(offsets)  # rows past this would read past the input (never valid outputs)
     gemms = TapGemms(filters, x.dtype)
-    for off, w in zip(offsets, _kernel_taps(kernel, x.dtype)):
-        gemms.add(rows_x, off, w)
+    gemms.add_taps(rows_x, offsets, _kernel_taps(kernel, x.dtype))
     step = max(1, (BLOCK_ROWS if block_rows is None else block_rows) // per_sample)
     blocks = row_blocks(n, step, per_sample)
     valid_index = (slice(None),) + tuple(slice(0, o) for o in geom.out_sizes)
@@ -382,8 +421,7 @@ def tap_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilog
     rows_x = xp.reshape(n * math.prod(spans), channels)
     offsets, _ = _offsets(geom, spans)
     gemms = TapGemms(filters, x.dtype)
-    for off, w in zip(offsets, _kernel_taps(kernel, x.dtype)):
-        gemms.add(rows_x, off, w)
+    gemms.add_taps(rows_x, offsets, _kernel_taps(kernel, x.dtype))
     for src, off, w, col in extra:
         gemms.add(src, off, w, col)
     add_base = None if addend is None else bordered_base(addend)
