@@ -24,8 +24,6 @@ the reverse pass for other sources (a subset of the parameters, the chain's inpu
 
 from __future__ import annotations
 
-from itertools import chain
-
 import numpy as np
 
 from .layers_bridge import _SimpleLayerNode
@@ -40,25 +38,22 @@ _wrap = Tensor._wrap
 
 def _chain_input(tape, targets, seeds):
     """The input Tensor of the recorded chain ending in the loss node that gave ``targets``, or
-    ``None`` when the tape recorded something else (or may not use the short pass)."""
+    ``None`` when the tape recorded something else (or may not use the short pass). The layer
+    bridge keeps ``tape._chain_tail``, the last output of the chain of simple layer calls recorded
+    so far (``None`` once anything else was recorded, a loss node excepted)."""
     nodes = tape._nodes
     k = len(nodes) - 1
     if k < 1 or len(targets) != 1 or tape.persistent or not tape._replace_layer_grads or _STATE.recording:
         return None
     loss = nodes[k]
-    if (type(loss) is not _LossNode or loss.outputs[0] is not targets[0] or loss.n_recorders != 1
-            or not is_seed(seeds[0]) or len(tape._layer_calls) != k):  # k calls of k distinct layers
+    tail = tape._chain_tail
+    if (type(loss) is not _LossNode or tail is None or loss.inputs[0] is not tail or loss.outputs[0] is not targets[0]
+            or loss.n_recorders != 1 or not is_seed(seeds[0])
+            or len(tape._layer_calls) != k  # k calls of k distinct layers (and no other node but the loss)
+            or nodes[0]._stamp != ASSIGNMENTS[0]  # no Variable assigned since the first call
+            or loss.grad.shape != tail._value.shape):
         return None
-    stamp = ASSIGNMENTS[0]
-    if loss._stamp != stamp or loss.grad.shape != loss.inputs[0]._value.shape:
-        return None
-    t = loss.inputs[0]
-    for i in range(k - 1, -1, -1):  # the links, from the loss back to the chain's input
-        node = nodes[i]
-        if type(node) is not _SimpleLayerNode or node.outputs[0] is not t or node._stamp != stamp:
-            return None
-        t = node.inputs[0]
-    return t
+    return nodes[0].inputs[0]
 
 
 def _run(tape, first: int, want_dx: bool, table, source_ids):
@@ -121,20 +116,18 @@ def chain_gradient(tape, targets, seeds, leaves):
     otherwise."""
     if _chain_input(tape, targets, seeds) is None:
         return None
+    # the parameter arrays of the chain's layers, each layer's weights watched at its call
+    expected = tape._chain_params
+    if expected is None or list(map(id, leaves)) != expected or len(set(expected)) != len(expected):
+        return None  # (other sources, or an array shared by two layers: the general pass)
     layer_nodes = tape._nodes[:-1]
-    watched = tape._watched
     for node in layer_nodes:
-        info = node.info
-        if info.grad_names is None or not all(map(watched.__contains__, info.var_ids)):
+        if node.info.grad_names is None:
             return None
-    expected = list(chain.from_iterable([node.info.param_ids for node in layer_nodes]))
-    if list(map(id, leaves)) != expected or len(set(expected)) != len(expected):  # (no array shared by two layers)
-        return None
     _run(tape, 0, False, None, None)
     results = []
     for node in layer_nodes:
-        grads = node.layer._grads
-        results.extend(map(_wrap, map(grads.__getitem__, node.info.grad_names)))
+        results.extend(map(_wrap, map(node.layer._grads.__getitem__, node.info.grad_names)))
     return results
 
 

@@ -80,7 +80,7 @@ from ..layers import base as _base
 from ..layers.base import Layer
 from . import tape as _tape
 from . import ops as _ops
-from .tape import _STATE, ComputationNode, GradientTape, TapeUsageError, accumulate, non_differentiable
+from .tape import _STATE, CHAIN_START as _CHAIN_START, ComputationNode, GradientTape, TapeUsageError, accumulate, non_differentiable
 from .tensor import ASSIGNMENTS, Tensor, Variable
 
 __all__ = ["call_layer", "TapeLayer", "layer_variables"]
@@ -154,8 +154,13 @@ def _layer_call_hook(layer, x, training=False):
         known.update(info.var_items)
         tape._watched.update(info.var_items)
         tape._arrays = None
+        params = tape._chain_params
+        if params is not None:
+            params.extend(info.param_ids)
     elif not tape._tracks_any((xt,) + variables):
         return y if x is None else _wrap(y)
+    elif variables:
+        tape._chain_params = None
     node = _new_object(_SimpleLayerNode)
     out = _new_object(Tensor)  # _wrap(y), written out
     out._value = y
@@ -168,6 +173,11 @@ def _layer_call_hook(layer, x, training=False):
     node.saved = layer._cache
     tape._nodes.append(node)
     known[id(out)] = out
+    tail = tape._chain_tail
+    if tail is xt or tail is _CHAIN_START:  # the chain of layer calls goes on
+        tape._chain_tail = out
+    elif tail is not None:
+        tape._chain_tail = None
     calls = tape._layer_calls
     key = id(layer)
     calls[key] = calls.get(key, 0) + 1
@@ -373,6 +383,7 @@ def _record(layer, x, items, arg, y, training, tapes):
     sublayers = _all_layers(layer)[1:] if layer._sublayers else ()
     for t in recorders:
         t._nodes.append(node)
+        t._chain_tail = None
         known = t._tensors
         for o in outs:
             known[id(o)] = o

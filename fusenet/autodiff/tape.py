@@ -426,7 +426,8 @@ class GradientTape:
     """
 
     __slots__ = ("persistent", "watch_accessed_variables", "_replace_layer_grads", "_recording", "_entered",
-                 "_released", "_nodes", "_tensors", "_watched", "_layer_calls", "_arrays", "__weakref__")
+                 "_released", "_nodes", "_tensors", "_watched", "_layer_calls", "_arrays", "_chain_tail", "_chain_params",
+                 "__weakref__")
 
     def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True):
         if type(persistent) is not bool and not isinstance(persistent, (bool, np.bool_)):
@@ -444,6 +445,8 @@ class GradientTape:
         self._watched: dict = {}
         self._layer_calls: dict = {}
         self._arrays = None
+        self._chain_tail = CHAIN_START
+        self._chain_params: list = []
 
     def _clear(self) -> None:
         self._nodes: list = []
@@ -451,6 +454,12 @@ class GradientTape:
         self._watched: dict = {}  # id -> Tensor: explicitly or automatically watched
         self._layer_calls: dict = {}  # id(layer) -> number of its calls recorded (layers_bridge)
         self._arrays = None  # id(ndarray) -> (Variable, ...), built when needed (_array_index)
+        # the layer bridge follows whether the recording so far is a chain of simple layer calls:
+        # _chain_tail is its last output (CHAIN_START: nothing recorded; None: not a chain) and
+        # _chain_params the ids of those layers' parameter arrays in order (None: some layer's
+        # weights were not all watched at its call); see fusenet.autodiff._chain
+        self._chain_tail = CHAIN_START
+        self._chain_params: list = []
 
     # ------------------------------------------------------------ context
     def __enter__(self) -> "GradientTape":
@@ -576,6 +585,7 @@ class GradientTape:
         self._arrays = None
 
     def _add(self, node: ComputationNode) -> None:
+        self._chain_tail = None
         self._nodes.append(node)
         known = self._tensors
         for t in node.outputs:
@@ -817,6 +827,7 @@ def accumulate(grads: dict, t: Tensor, g: Tensor, node) -> None:
 
 
 _FAST_BACKPROPS: list = []
+CHAIN_START = object()  # GradientTape._chain_tail before anything is recorded
 _FAST_GRADIENTS: list = []
 
 
