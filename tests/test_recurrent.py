@@ -334,7 +334,7 @@ def test_lstm_two_threads_equal_one(rng, monkeypatch, flags):
     same split run on one thread, and agrees with running the samples one at a time."""
     import fusenet.layers.recurrent as recurrent
 
-    batch = recurrent._SPLIT_MIN_BATCH + 1
+    batch = 17
     x = rng.normal(size=(batch, 5, 3))
     layer = layers.LSTM(4, bias_initializer="random_normal", dtype="float64", **flags)
     layer(x)
@@ -342,8 +342,8 @@ def test_lstm_two_threads_equal_one(rng, monkeypatch, flags):
     outputs = y if isinstance(y, list) else [y]
     dy = [rng.normal(size=a.shape) for a in outputs]
     results = []
-    for threshold in (recurrent._SPLIT_MIN_BATCH, batch + 1):  # threaded, then serial
-        monkeypatch.setattr(recurrent, "_SPLIT_MIN_BATCH", threshold)
+    for threshold in (1, batch * 4 + 1):  # threaded, then serial
+        monkeypatch.setattr(recurrent, "_SPLIT_MIN_VALUES", threshold)
         layer.zero_grad()
         out = layer(x, training=True)
         dx = layer.backward(dy if isinstance(y, list) else dy[0])

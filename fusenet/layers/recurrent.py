@@ -86,8 +86,10 @@ from .base import InputSpec, Layer, deserialize, serialize
 __all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
 
 
-#: batches below this run their two halves one after the other (a thread hand-off is not worth it)
-_SPLIT_MIN_BATCH = 16
+#: the two batch halves of an LSTM run on two threads from this many ``batch * units`` values per
+#: state on (below, the loop is bound by Python's per-call overhead, which holds the GIL, and the
+#: halves run one after the other: the same split, the same numbers)
+_SPLIT_MIN_VALUES = 2048
 
 
 def _gemm_fallback(a, b, c, beta=1.0, trans_b=False):
@@ -417,7 +419,7 @@ class LSTM(_RNNBase):
             W[:, u + in_dim] = self._internal(self._params["bias"], fast)
         xs = x[:, ::-1] if self.go_backwards else x
         parts = split_run(lambda lo, hi: self._forward_part(xs[lo:hi], W, training), batch,
-                          parallel=batch >= _SPLIT_MIN_BATCH)
+                          parallel=batch * self.units >= _SPLIT_MIN_VALUES)
         if self.return_sequences:
             out = np.concatenate([XH[1:, :u].transpose(2, 0, 1) for XH, *_ in parts], axis=0)
         else:
@@ -504,7 +506,7 @@ class LSTM(_RNNBase):
             a, b = offsets[lo], offsets[hi]
             return self._backward_part(part, dh[a:b], dc[a:b], None if dY is None else dY[a:b], R, K)
 
-        results = split_run(run, len(parts), parallel=batch >= _SPLIT_MIN_BATCH)
+        results = split_run(run, len(parts), parallel=batch * self.units >= _SPLIT_MIN_VALUES)
         dWT = results[0][0]
         for other, _ in results[1:]:
             dWT += other
