@@ -6,6 +6,7 @@ the chunked code paths, and the error messages.
 """
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -342,8 +343,11 @@ def test_two_threads_give_the_serial_numbers(tap_path, rng, monkeypatch, dtype, 
 
 
 def test_split_run_waits_for_its_worker_and_raises(monkeypatch):
-    """An error in one half is raised after the other half finished; nested splits run serially."""
+    """An error in one half is raised after the other half finished; nested splits run serially; the
+    worker runs under the caller's NumPy error settings; BLAS limited to one thread means no worker."""
     monkeypatch.setattr(_parallel, "WORKERS", 2)
+    blas = {"threads": 2}
+    monkeypatch.setattr(_parallel, "_CONTROL", (lambda: blas["threads"], lambda n: blas.update(threads=n)))
     seen = []
 
     def fn(lo, hi):
@@ -356,8 +360,13 @@ def test_split_run_waits_for_its_worker_and_raises(monkeypatch):
         _parallel.split_run(fn, 6)
     assert sorted(seen) == [(0, 3, [(0, 2), (2, 4)]), (3, 6, [(0, 2), (2, 4)])]
     assert _parallel.split_run(lambda lo, hi: hi - lo, 6) == [3, 3]
-    with np.errstate(over="ignore"):  # the worker runs under the caller's error settings
+    with np.errstate(over="ignore"):
         assert _parallel.split_run(lambda lo, hi: np.geterr()["over"], 2) == ["ignore", "ignore"]
+    names = _parallel.split_run(lambda lo, hi: (threading.current_thread().name, blas["threads"]), 2)
+    assert names[0][0] != names[1][0] and names[0][1] == 1 and blas["threads"] == 2  # BLAS at 1 thread meanwhile
+    blas["threads"] = 1
+    names = _parallel.split_run(lambda lo, hi: threading.current_thread().name, 2)
+    assert names[0] == names[1]
 
 
 @pytest.mark.parametrize("channels", [2, 16])

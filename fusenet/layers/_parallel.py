@@ -9,8 +9,9 @@ both cores on whole blocks (GEMMs and copies; NumPy and ctypes release the GIL).
 depend on whether a worker runs: :func:`split_run` always cuts ``[0, items)`` at the same place, so
 the numbers (e.g. the two partial kernel gradients, added in a fixed order) are the same on one core.
 
-It runs serially when NumPy's OpenBLAS thread control cannot be found, when :data:`WORKERS` is below 2,
-from inside a split (no nesting), or while another thread holds the split.
+It runs serially when NumPy's OpenBLAS thread control cannot be found or NumPy's OpenBLAS is limited to
+one thread, when :data:`WORKERS` is below 2, from inside a split (no nesting), or while another thread
+holds the split.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def split_run(fn, items: int, parallel: bool = True) -> list:
         return [fn(lo, hi) for lo, hi in ranges]
     get, put = _CONTROL
     threads = get()
+    if threads < 2:  # NumPy's BLAS limited to one thread (OPENBLAS_NUM_THREADS=1, threadpoolctl): so are we
+        _LOCK.release()
+        return [fn(lo, hi) for lo, hi in ranges]
     try:
         put(1)
         future = _pool().submit(_call_with_errstate, np.geterr(), fn, *ranges[1])
