@@ -27,8 +27,7 @@ from ..layers._attention_math import causal_bias_t
 from ..layers.normalization import _reduce_sum, _reduce_sum_prod, _standardize, _standardize_backward
 from ._activation import activation_backward, apply_activation_, is_plain_relu  # noqa: F401 (re-exported)
 
-__all__ = ["standardize_rows", "standardize_rows_", "standardize_rows_into", "augment_bias",
-           "standardize_rows_backward", "fold_layernorm_dense",
+__all__ = ["standardize_rows", "standardize_rows_", "standardize_rows_backward", "fold_layernorm_dense",
            "layernorm_output",
            "ln_gemm_backward", "attention_core", "attention_core_backward", "attention_inference",
            "pack_qkv_inference", "apply_activation_", "activation_backward", "causal_bias"]
@@ -57,35 +56,6 @@ def standardize_rows_(z, epsilon):
     inv = 1.0 / np.sqrt(var + epsilon)
     z *= inv
     return z, inv
-
-
-def standardize_rows_into(x2, epsilon, out, rms=False):
-    """:func:`standardize_rows` of ``x2 (n, d)`` written into ``out[:, :d]`` of ``out (n, d + 1)``,
-    whose last column is set to 1 (the row of a bias appended to the next kernel: see
-    :func:`augment_bias`). Returns ``out``."""
-    d = x2.shape[1]
-    xhat = out[:, :d]
-    mean = x2 @ np.ones(d, dtype=x2.dtype)
-    mean *= 1.0 / d
-    np.subtract(x2, mean[:, None], out=xhat)
-    var = np.einsum("ij,ij->i", xhat, xhat)
-    var *= 1.0 / d
-    var += epsilon
-    inv = np.sqrt(var, out=var)
-    np.divide(1.0, inv, out=inv)
-    if rms:
-        np.multiply(x2, inv[:, None], out=xhat)
-    else:
-        xhat *= inv[:, None]
-    out[:, d] = 1
-    return out
-
-
-def augment_bias(kernel, bias):
-    """``[[W], [b]]`` ``(d + 1, units)``: the bias as the last kernel row (zeros for ``None``), so that
-    ``[x, 1] @ W_aug = x @ W + b`` is one GEMM without a separate pass for the bias. A new array."""
-    row = np.zeros((1, kernel.shape[1]), dtype=kernel.dtype) if bias is None else bias.reshape(1, -1)
-    return np.concatenate([kernel, row.astype(kernel.dtype, copy=False)], axis=0)
 
 
 def standardize_rows_backward(dxhat, x2, xhat, inv, rms=False):

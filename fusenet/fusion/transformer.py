@@ -526,9 +526,9 @@ class FusedTransformerEncoderBlock(FusedLayer):
         kernel, bias, _ = _pack_qkv(mha)
         w1, b1 = _dense_params(dense1)
         kernel, bias = ops.pack_qkv_inference(kernel, bias, mha.num_heads, mha.key_dim, mha.value_dim)
-        if self.block.norm_first:  # LN1, LN2 folded; the biases as the last kernel rows (see _inference)
-            kernel, bias = ops.augment_bias(*ops.fold_layernorm_dense(*_affine(norm1), kernel, bias)), None
-            w1, b1 = ops.augment_bias(*ops.fold_layernorm_dense(*_affine(norm2), w1, b1)), None
+        if self.block.norm_first:
+            kernel, bias = ops.fold_layernorm_dense(*_affine(norm1), kernel, bias)
+            w1, b1 = ops.fold_layernorm_dense(*_affine(norm2), w1, b1)
         return kernel, bias, *_output_params(mha), w1, b1, *_dense_params(dense2)
 
     @staticmethod
@@ -606,15 +606,14 @@ class FusedTransformerEncoderBlock(FusedLayer):
             rows = slice(first * steps, (first + n) * steps)
             xc, out = x2[rows], y[rows]
             if norm_first:
-                # LN1(x) as [xhat, 1] @ [[gamma * W], [beta @ W + b]]: one GEMM, no bias pass; the
-                # residuals and biases go in first and the projection GEMMs accumulate onto them
-                a = ops.standardize_rows_into(xc, norm1.epsilon, np.empty((len(xc), d + 1), dtype=xc.dtype),
-                                              norm1.rms_scaling)
-                proj = np.matmul(a, kernel).reshape(n, steps, -1)
-                ctx = ops.attention_inference(proj, mha.num_heads, mha.key_dim, mha.value_dim, mha.use_causal_mask)
+                # LN1, LN2 folded into the QKV and first FFN kernels; the residuals and biases go in
+                # first and the projection GEMMs accumulate onto them
+                xhat1, _ = ops.standardize_rows(xc, norm1.epsilon, norm1.rms_scaling)
+                ctx = self._attention_inference(mha, xhat1, kernel, bias, n, steps)
                 x1 = _accumulate(ctx, w_out, xc, b_out)
-                hidden = np.matmul(ops.standardize_rows_into(x1, norm2.epsilon, a, norm2.rms_scaling), w1)
-                _accumulate(ops.apply_activation_(fn, hidden), w2, x1, b2, out=out)
+                xhat2, _ = ops.standardize_rows(x1, norm2.epsilon, norm2.rms_scaling)
+                hidden = ops.apply_activation_(fn, _gemm(xhat2, w1, b1))
+                _accumulate(hidden, w2, x1, b2, out=out)
             else:
                 ctx = self._attention_inference(mha, xc, kernel, bias, n, steps)
                 x1, _ = _skip_ln_forward(ctx, w_out, b_out, xc, None, norm1, training=False)
