@@ -13,7 +13,9 @@ The number of threads is the BLAS thread count in force when the call starts (``
 and ``OPENBLAS_NUM_THREADS`` limits are respected), capped by the CPUs this process may use and the
 number of chunks; with one, or when NumPy's OpenBLAS cannot be found, the chunks run in order in
 the calling thread. The BLAS thread count is restored on exit, also after an error; an error
-raised in any chunk is raised in the caller. Calls from inside a chunk run serially (no nesting).
+raised in any chunk is raised in the caller. Calls from inside a chunk run serially (no nesting),
+and so do calls while another thread of the process runs chunks (the BLAS thread count is
+process-wide: two threads setting and restoring it would race).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def _openblas_threads():
 
 _GET_THREADS, _SET_THREADS = _openblas_threads()
 _LOCAL = threading.local()
+_RUNNING = threading.Lock()  # held by the thread whose chunks are running
 _POOL = {"pid": None, "executor": None, "size": 0}
 _POOL_LOCK = threading.Lock()
 
@@ -100,22 +103,25 @@ def run_chunks(fn, n_chunks: int) -> None:
     ``fn`` must only write its own chunk's rows (the chunks are independent). Returns when all
     chunks are done; the first error of any chunk is raised here."""
     workers = worker_count(n_chunks)
-    if workers < 2:
+    if workers < 2 or not _RUNNING.acquire(blocking=False):
         for i in range(n_chunks):
             fn(i)
         return
-    before = int(_GET_THREADS())
-    tickets = itertools.count()
-    _SET_THREADS(1)
     try:
-        executor = _executor(workers - 1)
-        futures = [executor.submit(_drain, fn, tickets, n_chunks) for _ in range(workers - 1)]
+        before = int(_GET_THREADS())
+        tickets = itertools.count()
+        _SET_THREADS(1)
         try:
-            _drain(fn, tickets, n_chunks)
+            executor = _executor(workers - 1)
+            futures = [executor.submit(_drain, fn, tickets, n_chunks) for _ in range(workers - 1)]
+            try:
+                _drain(fn, tickets, n_chunks)
+            finally:
+                for future in futures:  # wait for every helper before the BLAS threads come back
+                    future.exception()
+            for future in futures:
+                future.result()
         finally:
-            for future in futures:  # wait for every helper before the BLAS threads come back
-                future.exception()
-        for future in futures:
-            future.result()
+            _SET_THREADS(before)
     finally:
-        _SET_THREADS(before)
+        _RUNNING.release()

@@ -1,0 +1,85 @@
+"""fusenet.fusion._parallel.run_chunks: every chunk once, errors raised in the caller, the BLAS thread
+count restored, no nesting, the same numbers as a serial run."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from fusenet.fusion import _parallel
+from fusenet.fusion._parallel import run_chunks, worker_count
+
+needs_control = pytest.mark.skipif(_parallel._GET_THREADS is None, reason="NumPy's OpenBLAS thread control not found")
+
+
+@pytest.fixture
+def two_blas_threads():
+    """BLAS at two threads for the test (restored after), so that chunks run on two threads even on
+    a machine or under a limit that gives one."""
+    before = _parallel._GET_THREADS()
+    _parallel._SET_THREADS(2)
+    yield
+    _parallel._SET_THREADS(before)
+
+
+@pytest.mark.parametrize("n_chunks", [0, 1, 2, 7])
+def test_every_chunk_runs_once(n_chunks):
+    seen = []
+    lock = threading.Lock()
+
+    def fn(i):
+        with lock:
+            seen.append(i)
+
+    run_chunks(fn, n_chunks)
+    assert sorted(seen) == list(range(n_chunks))
+
+
+@needs_control
+def test_chunks_run_on_two_threads_and_restore_the_blas_threads(two_blas_threads, monkeypatch):
+    monkeypatch.setattr(_parallel, "_cpus", lambda: 2)
+    assert worker_count(5) == 2 and worker_count(1) == 1
+    threads, blas = set(), set()
+    barrier = threading.Barrier(2, timeout=10)
+
+    def fn(i):
+        threads.add(threading.get_ident())
+        blas.add(_parallel._GET_THREADS())
+        if i < 2:
+            barrier.wait()  # the first two chunks meet: two threads at once
+        assert worker_count(3) == 1  # inside a chunk: no nesting
+
+    run_chunks(fn, 6)
+    assert len(threads) == 2 and blas == {1}
+    assert _parallel._GET_THREADS() == 2
+
+
+@needs_control
+def test_an_error_in_a_chunk_is_raised_and_the_threads_restored(two_blas_threads, monkeypatch):
+    monkeypatch.setattr(_parallel, "_cpus", lambda: 2)
+
+    def fn(i):
+        if i == 3:
+            raise ValueError(f"chunk {i} failed")
+
+    with pytest.raises(ValueError, match="chunk 3 failed"):
+        run_chunks(fn, 5)
+    assert _parallel._GET_THREADS() == 2
+    run_chunks(lambda i: None, 4)  # usable again (the running lock was released)
+    assert not _parallel._RUNNING.locked()
+
+
+@needs_control
+def test_chunked_matmuls_equal_the_serial_result(two_blas_threads, monkeypatch, rng):
+    monkeypatch.setattr(_parallel, "_cpus", lambda: 2)
+    a, b = rng.normal(size=(64, 40)).astype(np.float32), rng.normal(size=(40, 24)).astype(np.float32)
+    out = np.empty((64, 24), dtype=np.float32)
+
+    def fn(i):
+        rows = slice(8 * i, 8 * i + 8)
+        np.matmul(a[rows], b, out=out[rows])
+        np.tanh(out[rows], out=out[rows])
+
+    run_chunks(fn, 8)
+    serial = np.concatenate([np.tanh(a[8 * i:8 * i + 8] @ b) for i in range(8)])
+    np.testing.assert_array_equal(out, serial)
