@@ -28,7 +28,7 @@ import numpy as np
 
 from .layers_bridge import _SimpleLayerNode
 from .losses_bridge import _LossNode
-from .tape import _STATE, is_seed, register_fast_backprop, register_fast_gradient
+from .tape import _SEED_IDS, _STATE, register_fast_backprop, register_fast_gradient
 from .tensor import ASSIGNMENTS, Tensor
 
 __all__ = ["chain_backprop", "chain_gradient"]
@@ -48,7 +48,7 @@ def _chain_input(tape, targets, seeds):
     loss = nodes[k]
     tail = tape._chain_tail
     if (type(loss) is not _LossNode or tail is None or loss.inputs[0] is not tail or loss.outputs[0] is not targets[0]
-            or loss.n_recorders != 1 or not is_seed(seeds[0])
+            or loss.n_recorders != 1 or id(seeds[0]) not in _SEED_IDS
             or len(tape._layer_calls) != k  # k calls of k distinct layers (and no other node but the loss)
             or nodes[0]._stamp != ASSIGNMENTS[0]  # no Variable assigned since the first call
             or loss.grad.shape != tail._value.shape):
@@ -120,13 +120,9 @@ def chain_gradient(tape, targets, seeds, leaves):
     expected = tape._chain_params
     if expected is None or list(map(id, leaves)) != expected or len(set(expected)) != len(expected):
         return None  # (other sources, or an array shared by two layers: the general pass)
-    layer_nodes = tape._nodes[:-1]
-    for node in layer_nodes:
-        if node.info.grad_names is None:
-            return None
     _run(tape, 0, False, None, None)
     results = []
-    for node in layer_nodes:
+    for node in tape._nodes[:-1]:  # (the hook keeps _chain_params only for layers with grad_names)
         results.extend(map(_wrap, map(node.layer._grads.__getitem__, node.info.grad_names)))
     return results
 

@@ -156,7 +156,10 @@ def _layer_call_hook(layer, x, training=False):
         tape._arrays = None
         params = tape._chain_params
         if params is not None:
-            params.extend(info.param_ids)
+            if info.grad_names is not None:
+                params.extend(info.param_ids)
+            else:
+                tape._chain_params = None
     elif not tape._tracks_any((xt,) + variables):
         return y if x is None else _wrap(y)
     elif variables:

@@ -31,6 +31,8 @@ from .tensor import ASSIGNMENTS, Tensor
 
 __all__ = ["TapeLoss", "call_loss"]
 
+_new_loss_node = object.__new__
+
 
 def _function_name(fn) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
@@ -171,7 +173,14 @@ def call_loss(loss, y_true, y_pred, sample_weight=None) -> Tensor:
             known = tape._tensors
             if id(yp) in known or tape._tracks_any((yp,)):
                 if node is None:
-                    node = _LossNode(loss, grad, yp, out)
+                    node = _new_loss_node(_LossNode)  # (_LossNode.__init__, written out)
+                    node.inputs = (yp,)
+                    node.outputs = (out,)
+                    node._vjp = None
+                    node._stamp = ASSIGNMENTS[0]
+                    node.loss = loss
+                    node.grad = grad
+                    node.n_recorders = 1
                 else:
                     node.n_recorders += 1
                 tape._nodes.append(node)
