@@ -494,9 +494,12 @@ def conv_backward(xp: np.ndarray, dy: np.ndarray, kernel: np.ndarray, geom: Conv
     chunks = list(_chunks(batch, geom, row_bytes, budget))
     by_rows = any(r1 - r0 != geom.out_sizes[0] for _, _, r0, r1 in chunks)
     dx = assign = None
+    zero = False
     if need_dx:
         assign = None if (by_rows or pointwise) else _covering_tap(geom)
-        dx = (np.empty if (assign is not None or pointwise) else np.zeros)((batch,) + geom.in_sizes + (channels,), dtype=dy.dtype)
+        # without a covering tap, each chunk zeroes its samples' part of dx first (at its first row chunk)
+        dx = np.empty((batch,) + geom.in_sizes + (channels,), dtype=dy.dtype)
+        zero = assign is None and not pointwise
         wt = _kernel_taps_t(kernel, groups)  # (taps, g, Fg, Cg)
     w = _kernel_gemm(kernel, groups) if (need_dx and pointwise) else None
 
@@ -530,6 +533,8 @@ def conv_backward(xp: np.ndarray, dy: np.ndarray, kernel: np.ndarray, geom: Conv
                 else:
                     np.matmul(dy2.transpose(1, 0, 2), wt, out=dcol.transpose(0, 2, 1, 3))
                 dcol = dcol.reshape((taps, n1 - n0, r1 - r0) + geom.out_sizes[1:] + (channels,))
+                if zero and r0 == 0:
+                    dx[n0:n1] = 0
                 col2im(dcol, dx[n0:n1], geom, rows=(r0, r1), assign_tap=assign)
         return dw
 
