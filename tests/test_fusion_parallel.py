@@ -83,3 +83,18 @@ def test_chunked_matmuls_equal_the_serial_result(two_blas_threads, monkeypatch, 
     run_chunks(fn, 8)
     serial = np.concatenate([np.tanh(a[8 * i:8 * i + 8] @ b) for i in range(8)])
     np.testing.assert_array_equal(out, serial)
+
+
+@needs_control
+def test_helper_threads_use_the_callers_floating_point_error_state(two_blas_threads, monkeypatch):
+    monkeypatch.setattr(_parallel, "_cpus", lambda: 2)
+    states = []
+    barrier = threading.Barrier(2, timeout=10)
+
+    def fn(i):
+        states.append(np.geterr()["over"])
+        barrier.wait()
+
+    with np.errstate(over="ignore"):
+        run_chunks(fn, 2)
+    assert states == ["ignore", "ignore"]

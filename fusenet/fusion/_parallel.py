@@ -20,10 +20,13 @@ process-wide: two threads setting and restoring it would race).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 __all__ = ["run_chunks", "worker_count"]
 
@@ -33,8 +36,6 @@ def _openblas_threads():
     try:
         import ctypes
         import glob
-
-        import numpy as np
 
         root = os.path.dirname(np.__file__)
         paths = sorted(glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
@@ -86,13 +87,16 @@ def _executor(helpers: int) -> ThreadPoolExecutor:
         return _POOL["executor"]
 
 
-def _drain(fn, tickets, n_chunks):
+def _drain(fn, tickets, n_chunks, errstate=None):
+    """Run chunks until the tickets pass ``n_chunks``; ``errstate`` (helper threads): the caller's
+    ``np.geterr()``, which NumPy keeps per thread."""
     _LOCAL.busy = True
     try:
-        for i in tickets:  # itertools.count: next() is atomic under the GIL
-            if i >= n_chunks:
-                return
-            fn(i)
+        with np.errstate(**errstate) if errstate is not None else contextlib.nullcontext():
+            for i in tickets:  # itertools.count: next() is atomic under the GIL
+                if i >= n_chunks:
+                    return
+                fn(i)
     finally:
         _LOCAL.busy = False
 
@@ -113,7 +117,8 @@ def run_chunks(fn, n_chunks: int) -> None:
         _SET_THREADS(1)
         try:
             executor = _executor(workers - 1)
-            futures = [executor.submit(_drain, fn, tickets, n_chunks) for _ in range(workers - 1)]
+            errstate = np.geterr()
+            futures = [executor.submit(_drain, fn, tickets, n_chunks, errstate) for _ in range(workers - 1)]
             try:
                 _drain(fn, tickets, n_chunks)
             finally:
