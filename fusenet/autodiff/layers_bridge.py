@@ -44,7 +44,13 @@ Rules:
   bridge keeps each call's saved values);
 - the layer's backward is NumPy, so a second-order gradient through a layer node raises
   ``NotImplementedError`` (write the computation with tape operations, e.g. a :class:`TapeLayer`);
-- while a layer runs its own forward and backward, outer tapes do not record: the layer is one node.
+- while a layer runs its own forward and backward, outer tapes do not record: the layer is one node;
+- when no gradient is wanted for a call's input (the model's input, typically), the layer is told
+  so around its backward (``Layer._input_grad_needed = False``, as the model engine's training
+  step does), so a layer that honours it skips computing that gradient;
+- a chain of such calls ending in a fusenet loss (a ``Sequential`` training step) is differentiated
+  by running the layers' backward one after the other (:mod:`fusenet.autodiff._chain`), with the
+  same results as the general reverse pass.
 
 Outside any tape, layers behave exactly as without this module. The routing uses the call hook
 of :mod:`fusenet.layers.base` (:func:`~fusenet.layers.base.set_call_hook`): the bridge installs
