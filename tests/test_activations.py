@@ -601,3 +601,18 @@ def test_fast_float32_gelu_accuracy_and_in_place():
     small = (np.abs(grid) < 1) & (grid != 0)
     assert (err[small] / np.abs(exact[small])).max() < 1e-6
     np.testing.assert_array_equal(A.gelu(grid.reshape(-1, 3)), y.reshape(-1, 3))  # the activation's own float32 path
+
+
+def test_fast_float32_gelu_derivative_accuracy(rng):
+    from scipy import special
+
+    from fusenet.activations._smooth import gelu_grad_float32
+
+    x = np.concatenate([np.linspace(-12, 12, 100001), [-1e30, -1000.0, 1000.0, 1e30]]).astype(np.float32)
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    x64 = x.astype(np.float64)
+    exact = dy * (special.ndtr(x64) + x64 * np.exp(-0.5 * np.minimum(x64 * x64, 1e4)) / np.sqrt(2 * np.pi))
+    g = gelu_grad_float32(x, dy)
+    assert g.dtype == np.float32 and g.shape == x.shape
+    assert (np.abs(g - exact) / np.maximum(1.0, np.abs(dy))).max() < 5e-7
+    np.testing.assert_array_equal(A.GELU().backward(x.reshape(-1, 5), None, dy.reshape(-1, 5)), g.reshape(-1, 5))
