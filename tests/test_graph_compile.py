@@ -485,3 +485,14 @@ def test_training_plan_puts_dense_input_gradients_in_buffers_planned_by_liveness
     np.testing.assert_array_equal(dx, kept)  # a later step does not write into a returned gradient
     assert trainer.buffers(4) is bufs  # made once per batch size
     assert trainer.buffer_nbytes(4) == sum({id(b.base): b.base.nbytes for b in bufs.values()}.values())
+
+
+def test_plain_dense_on_many_rows_follows_its_weights_updated_in_place(rng):
+    from fusenet.fusion.dense import NT_ROWS
+
+    model = models.Sequential([layers.Input((6,)), layers.Dense(5, name="plain")])
+    compiled = graph.compile(model)
+    x = rng.normal(size=(NT_ROWS + 2, 6)).astype("float32")
+    _assert_close(compiled(x), model(x), "float32")
+    model.layers[-1].params["kernel"][...] *= -2.0  # as an optimizer step: in place
+    _assert_close(compiled(x), model(x), "float32")

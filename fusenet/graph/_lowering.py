@@ -143,9 +143,10 @@ class DenseStep(Step):
     on :data:`~fusenet.fusion.dense.NT_ROWS` rows or more, the bias broadcast first and one accumulating GEMM on the
     transposed kernel), then the activation in place."""
 
-    def __init__(self, node, name, kernel, bias, act, snapshots=()):
+    def __init__(self, node, name, kernel, bias, act, snapshots=(), live=False):
         super().__init__(node, name, node.inputs[:1], [(node.id, 0)], snapshots)
         self.kernel, self.bias, self.act = kernel, bias, act
+        self.live = live  # the kernel is the layer's own parameter (updated in place): no transposed copy of it
         self.kernel_t = None  # made on the first binding with enough rows
 
     def emit(self, ctx):
@@ -160,7 +161,7 @@ class DenseStep(Step):
     def bind(self, ctx):
         rows = math.prod(ctx.array(self.outputs[0]).shape[:-1])
         kernel_t = None
-        if rows >= NT_ROWS:
+        if rows >= NT_ROWS and not self.live:
             if self.kernel_t is None:
                 self.kernel_t = np.ascontiguousarray(self.kernel.T)
             kernel_t = self.kernel_t
@@ -426,7 +427,8 @@ def lower_node(node, name, in_tensors, fallback_only=False) -> list:
     dense = _dense_parts(layer)
     if dense is not None and len(in_shape) >= 2:
         kernel, bias, act, snaps = dense
-        return [DenseStep(node, name, kernel, bias, None if act.name == "linear" else act, snaps)]
+        return [DenseStep(node, name, kernel, bias, None if act.name == "linear" else act, snaps,
+                          live=type(layer) is Dense)]
     steps = _lower_conv(node, name, layer, in_shape, dtype)
     if steps is not None:
         return steps
