@@ -141,6 +141,7 @@ class _FusedDenseStages(FusedLayer):
         if not training:
             self._save_for_backward(False)
             return self._inference(x)
+        self._folded = self._gemm_weights = None  # an optimizer step may follow (also when called without __call__)
         dense = self.dense
         z = x @ dense._params["kernel"]
         if dense.use_bias:
