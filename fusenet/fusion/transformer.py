@@ -19,7 +19,10 @@ Training mode runs on the replaced layers' own parameters (the same ``params``/`
 ``get_weights()``), draws every dropout mask from the generator of the layer that would have
 drawn it, in the same shape, and performs the unfused layers' operations in their order (in place
 where the values are the same), so it reproduces the unfused numbers. Only inference folds: it runs
-on weights folded once and cached until the sources change (see :class:`~fusenet.fusion.FusedLayer`).
+on weights folded once and cached until the sources change (see :class:`~fusenet.fusion.FusedLayer`),
+on chunks of whole sequences that run side by side on the cores NumPy's BLAS would use (OpenBLAS
+at one thread meanwhile: :mod:`fusenet.fusion._parallel`), each chunk computed by the same code
+whichever thread runs it.
 """
 
 from __future__ import annotations
@@ -389,11 +392,14 @@ class FusedMultiHeadAttention(FusedLayer):
     """Pattern ``MultiHeadAttention`` used as self-attention (one input ``(batch, T, d)``), any
     ``num_heads``/``key_dim``/``value_dim``/``output_shape``, bias on or off, causal mask, dropout.
 
-    Inference: ONE GEMM ``x @ [Wq/sqrt(k) | Wk | Wv]`` (kernel packed once, ``(d, h*(2k+v))``,
-    cached), the scores ``K Q^T`` per ``(batch, head)`` as one batched matmul (keys first, as the
-    source layer), the softmax in place (maximum subtracted, ``exp`` in place, the division moved to
-    the ``(B, h, T, v)`` output), and the output GEMM, on chunks of whole sequences of about
-    ``INFERENCE_CHUNK_ROWS`` rows (the scores stay in the cache). Training: the same parameters, dropout masks
+    Inference: ONE GEMM ``x @ [Wq/sqrt(k) | Wk | Wv_1 0 | ... | Wv_h 0] + [bq/sqrt(k) | bk | bv_1 1 | ...]``
+    (kernel packed once, ``(d, h*(2k+v+1))``, cached: each value head carries a column of ones), the
+    scores ``K Q^T`` per ``(batch, head)`` as one batched matmul (keys first, as the source layer),
+    ``exp`` in place (the maximum over the keys subtracted first only when a score of the chunk
+    leaves ``[-60, 60]``), ONE batched matmul ``P^T [V | 1]`` giving the context and the softmax
+    sums together, the division on the ``(B, T, h, v)`` context, and the output GEMM, on chunks of
+    whole sequences of about ``INFERENCE_CHUNK_ROWS`` rows (the scores stay in the cache) run side by
+    side on the BLAS threads' cores (:func:`~fusenet.fusion._parallel.run_chunks`). Training: the same parameters, dropout masks
     drawn from the source layer's generator as it draws them, and a backward that writes
     ``dq``/``dk``/``dv`` into one packed buffer for one weight GEMM and one input GEMM.
     Weights: the MultiHeadAttention's, in Keras order. Cross-attention (a list input) is not fused.
@@ -495,10 +501,12 @@ class FusedTransformerEncoderBlock(FusedLayer):
     ``y = LN2(x1 + Dropout(FFN(x1)))``, each a skip layer norm (:class:`FusedDenseResidualLayerNorm`'s
     kernel, with the output projection resp. the second FFN GEMM).
 
-    Inference: 5 GEMMs and the attention core per chunk of whole sequences (about
-    ``INFERENCE_CHUNK_ROWS`` rows, so the intermediates stay in the cache); biases, residuals and
-    the activation in place on the GEMM outputs (float32 exact GELU without temporaries, bitwise the
-    activation's values); Dropout gone. Training: the block's own parameters (``get_weights()`` in
+    Inference: 5 GEMMs and the attention core (as :class:`FusedMultiHeadAttention`'s) per chunk of
+    whole sequences (about ``INFERENCE_CHUNK_ROWS`` rows, so the intermediates stay in the cache),
+    the chunks side by side on the BLAS threads' cores; biases and the activation in place on the
+    GEMM outputs (float32 exact GELU without temporaries, bitwise the activation's values), and in
+    the pre-norm block the residual plus bias written first and the output/second FFN GEMMs
+    accumulated onto it (BLAS ``beta = 1``); Dropout gone. Training: the block's own parameters (``get_weights()`` in
     the block's order), every dropout mask drawn from the sublayer generator that would draw it,
     the unfused operations in their order (so the same numbers), and one hand-written backward
     through the whole block.
