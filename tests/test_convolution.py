@@ -628,3 +628,16 @@ def test_fused_training_equals_unfused_bit_for_bit_at_full_size(rng, pool):
                                   np.concatenate([g.ravel() for layer in run for g in layer.grads.values()]))
     for a, b in zip(fused[0].get_weights(), [w for layer in run for w in layer.get_weights()]):
         np.testing.assert_array_equal(a, b)  # the moving statistics
+
+
+def test_im2col_reads_a_transposed_padded_input(rng):
+    """``xp`` may be any strided view (a channels-first array moved to channels-last): the gather of
+    contiguous ``(kernel width, channels)`` runs applies only where they are contiguous."""
+    x = np.moveaxis(rng.normal(size=(3, 2, 5, 4)), 1, -1)
+    k = rng.normal(size=(3, 3, 2, 3))
+    geom = ops.conv_geometry((5, 4), (3, 3), (1, 1), (1, 1), "valid")
+    ref = ops.conv_forward(np.ascontiguousarray(x), k, geom)
+    np.testing.assert_allclose(ops.conv_forward(x, k, geom, xp=x), ref, rtol=1e-12)
+    dy = rng.normal(size=ref.shape)
+    np.testing.assert_allclose(ops.conv_backward(x, dy, k, geom)[1],
+                               ops.conv_backward(np.ascontiguousarray(x), dy, k, geom)[1], rtol=1e-12)

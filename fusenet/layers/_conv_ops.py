@@ -275,9 +275,11 @@ def im2col(xp: np.ndarray, geom: ConvGeometry, groups: int = 1, out=None, rows=N
     s, d, eff = geom.strides, geom.dilations, geom.effective_kernel
     src = xp[:, r0 * s[0]:(r1 - 1) * s[0] + eff[0]]
     n, channels = xp.shape[0], xp.shape[-1]
-    if groups == 1 and d[-1] == 1:
+    item = xp.itemsize
+    if groups == 1 and d[-1] == 1 and src.strides[-1] == item and src.strides[-2] == channels * item:
         # the taps of the last kernel axis are adjacent in memory: each patch row (k_last, C) is one
-        # contiguous run of the input, so the gather copies runs of k_last * C values (not C)
+        # contiguous run of the input, so the gather copies runs of k_last * C values (not C); only
+        # when the last two axes of xp are contiguous (a transposed view takes the general path)
         shape = (n, r1 - r0) + geom.out_sizes[1:] + geom.kernel_sizes[:-1] + (geom.kernel_sizes[-1] * channels,)
         st = src.strides
         strides = ((st[0],) + tuple(st[1 + a] * s[a] for a in range(nd))
