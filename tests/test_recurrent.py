@@ -347,14 +347,17 @@ def test_lstm_two_threads_equal_one(rng, monkeypatch, flags):
         layer.zero_grad()
         out = layer(x, training=True)
         dx = layer.backward(dy if isinstance(y, list) else dy[0])
-        results.append(([*(out if isinstance(out, list) else [out])], dx, {k: v.copy() for k, v in layer.grads.items()}))
+        grads = {key: value.copy() for key, value in layer.grads.items()}
+        results.append((out if isinstance(out, list) else [out], dx, grads))
     (out_a, dx_a, g_a), (out_b, dx_b, g_b) = results
     for a, b in zip(out_a + [dx_a] + list(g_a.values()), out_b + [dx_b] + list(g_b.values())):
         np.testing.assert_array_equal(a, b)
     layer.zero_grad()
     single = [layer(x[n:n + 1]) for n in range(batch)]
-    single = [np.concatenate([s[j] for s in single]) for j in range(len(outputs))] if isinstance(y, list) else \
-        [np.concatenate(single)]
+    if isinstance(y, list):
+        single = [np.concatenate([s[j] for s in single]) for j in range(len(outputs))]
+    else:
+        single = [np.concatenate(single)]
     for a, b in zip(out_a, single):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
