@@ -29,7 +29,7 @@ Every fused conv layer is a chain of stages (plus a pool, a shortcut or an input
     (the kernel gradient as im2col GEMMs, the input gradient of stride-1 convs with 16+ channels as
     per-tap GEMMs); skipped for the input when the caller passes ``need_dx=False``.
 
-  The blocked passes run their two halves on two threads (:mod:`fusenet.layers._parallel`).
+  The blocked passes can run their two halves on two threads (:mod:`fusenet.layers._parallel`, opt-in).
   A frozen BatchNormalization (``trainable=False``) runs on its moving statistics in training too,
   as the unfused layer does (``a = b = 0``, statistics unchanged).
 

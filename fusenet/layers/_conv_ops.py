@@ -39,8 +39,8 @@ sample when a sample alone is larger. All arithmetic stays in the input dtype.
 Stride-1 convolutions with groups 1 and 16+ input channels (:func:`~fusenet.layers._conv_taps_ops.use_taps`)
 run their forward and their input gradient as one accumulating GEMM per kernel tap instead
 (:mod:`fusenet.layers._conv_taps_ops`: no im2col, no ``dcol``, no col2im); their kernel gradient stays
-the im2col GEMM. The chunks of every pass are split in two halves run on two threads
-(:mod:`fusenet.layers._parallel`), the same numbers as one after the other.
+the im2col GEMM. The chunks of every pass are cut in two fixed halves that can run on two threads
+(:mod:`fusenet.layers._parallel`, opt-in), the same numbers as one after the other.
 """
 
 from __future__ import annotations

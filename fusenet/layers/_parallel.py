@@ -1,4 +1,5 @@
-"""Private: the two halves of a blocked convolution pass on two threads, BLAS single-threaded meanwhile.
+"""Private: the two halves of a blocked convolution pass on two threads, BLAS single-threaded meanwhile
+(opt-in: :data:`WORKERS`).
 
 The convolution passes of :mod:`fusenet.layers._conv_taps_ops` and the kernel gradient of
 :func:`~fusenet.layers._conv_ops.conv_backward` are loops over independent blocks of samples (GEMMs on
@@ -26,8 +27,11 @@ import numpy as np
 
 __all__ = []  # private module
 
-#: threads used by :func:`split_run` (the calling thread and ``WORKERS - 1`` worker); 1 runs serially
-WORKERS = 2 if (os.cpu_count() or 1) >= 2 else 1
+#: threads used by :func:`split_run` (the calling thread and ``WORKERS - 1`` worker); 1 runs serially.
+#: Off by default: on a quiet 2-core machine NumPy's own 2-thread OpenBLAS ran the reference cnn train step
+#: faster (124 ms against 171 ms with ``WORKERS = 2``), while under heavy load from other processes the
+#: split was up to 3x faster (OpenBLAS's threads then wait for each other at every small GEMM).
+WORKERS = 1
 
 
 def _thread_control():

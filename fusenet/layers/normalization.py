@@ -167,8 +167,8 @@ class _Channels:
 
     The passes that need a sum of what they just computed (:meth:`center`, :meth:`grad_sums`) run by
     blocks of rows of about :data:`BLOCK_BYTES` and add up per-block sums, so that each block is summed
-    while it is in cache; the two halves of the blocks run on two threads
-    (:func:`~fusenet.layers._parallel.split_run`, a fixed split: the same sums on one core). The fused
+    while it is in cache; the blocks are cut in two fixed halves that can run on two threads
+    (:func:`~fusenet.layers._parallel.split_run`, opt-in: the same sums on one core). The fused
     convolution layers call the very same methods, so that they reproduce the layer's numbers bit for bit.
     """
 
