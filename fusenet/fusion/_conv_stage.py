@@ -49,7 +49,6 @@ from ..layers.convolution import Conv1D, Conv2D, Conv3D, DepthwiseConv2D, Separa
 from ..layers.core import Dense
 from ..layers.normalization import BatchNormalization
 from .dense import activation_of, is_plain_relu
-from ..layers._conv_taps_ops import use_taps
 from ..layers._parallel import split_run
 from ._conv_taps import conv_infer
 from .folding import fold_batchnorm
@@ -231,7 +230,6 @@ class StageCache:
     norm: Norm | None
     pre: np.ndarray | None  # activation input rows (only for activations other than ReLU)
     post: np.ndarray | None  # activation output rows
-    taps: bool = False  # the convolution runs as per-tap GEMMs
 
 
 # ---------------------------------------------------------------- the stage
@@ -275,7 +273,6 @@ class ConvStage:
         # the unfused conv's arithmetic (per-tap GEMMs or im2col GEMMs, as conv_forward decides), so
         # that BN sees the very same z
         zc = op.forward(xv, geom, groups, xp)
-        taps = use_taps(geom, groups, xv.shape[-1], xv.dtype)
         z = op.restore(zc, x.shape)
         z2 = as_rows(z)
         act, pre, post, norm, xc = self.act, None, None, None, None
@@ -295,7 +292,7 @@ class ConvStage:
             elif act is not None:
                 pre, post = y2, act.forward(y2)
                 y2 = post
-        cache = StageCache(xp, geom, groups, x.shape, zc.shape, xc, norm, pre, post, taps)
+        cache = StageCache(xp, geom, groups, x.shape, zc.shape, xc, norm, pre, post)
         return y2.reshape(z.shape), cache
 
     def _bn_forward(self, z: np.ndarray, z2: np.ndarray):
