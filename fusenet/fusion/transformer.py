@@ -399,8 +399,9 @@ class FusedMultiHeadAttention(FusedLayer):
     leaves ``[-60, 60]``), ONE batched matmul ``P^T [V | 1]`` giving the context and the softmax
     sums together, the division on the ``(B, T, h, v)`` context, and the output GEMM, on chunks of
     whole sequences of about ``INFERENCE_CHUNK_ROWS`` rows (the scores stay in the cache) run side by
-    side on the BLAS threads' cores (:func:`~fusenet.fusion._parallel.run_chunks`). Training: the same parameters, dropout masks
-    drawn from the source layer's generator as it draws them, and a backward that writes
+    side on the BLAS threads' cores (:func:`~fusenet.fusion._parallel.run_chunks`). Training: the
+    same parameters, dropout masks drawn from the source layer's generator as it draws them, and a
+    backward that writes
     ``dq``/``dk``/``dv`` into one packed buffer for one weight GEMM and one input GEMM.
     Weights: the MultiHeadAttention's, in Keras order. Cross-attention (a list input) is not fused.
     """
