@@ -401,8 +401,8 @@ class FusedMultiHeadAttention(FusedLayer):
     whole sequences of about ``INFERENCE_CHUNK_ROWS`` rows (the scores stay in the cache) run side by
     side on the BLAS threads' cores (:func:`~fusenet.fusion._parallel.run_chunks`). Training: the
     same parameters, dropout masks drawn from the source layer's generator as it draws them, and a
-    backward that writes
-    ``dq``/``dk``/``dv`` into one packed buffer for one weight GEMM and one input GEMM.
+    backward that writes ``dq``/``dk``/``dv`` into one packed buffer for one weight GEMM and one
+    input GEMM.
     Weights: the MultiHeadAttention's, in Keras order. Cross-attention (a list input) is not fused.
     """
 
