@@ -680,3 +680,26 @@ def test_compact_outputs_and_pointwise_convs(rng, monkeypatch):
     compact = _run(fused, x)
     np.testing.assert_allclose(compact, bordered, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(compact, _run(seq, x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_fused_first_layer_skips_its_input_gradient(rng, pool):
+    """A fused conv chain told its input gradient is unused (``_input_grad_needed = False``, as the engine
+    does for a model's first layer) returns ``None`` and adds the same parameter gradients."""
+    def make():
+        run = [layers.Conv2D(16, 3, padding="same", use_bias=False), layers.BatchNormalization(), layers.ReLU()]
+        return run + [layers.MaxPooling2D(2)] if pool else run
+
+    x = rng.normal(size=(2, 6, 6, 16))
+    cls = FusedConvBNActivationPool if pool else FusedConvBNActivation
+    fused = cls(make())
+    y = fused(x, training=True)
+    dy = rng.normal(size=y.shape)
+    assert fused.backward(dy) is not None
+    grads = {k: v.copy() for k, v in fused.grads.items()}
+    fused.zero_grad()
+    fused(x, training=True)
+    fused._input_grad_needed = False
+    assert fused.backward(dy) is None
+    for name, value in grads.items():
+        np.testing.assert_allclose(fused.grads[name], value, rtol=1e-12)

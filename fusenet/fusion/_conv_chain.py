@@ -66,7 +66,7 @@ class _FusedConvChain(FusedLayer):
         (caches,) = self._saved()
         own = False
         for i in range(len(self.stages) - 1, -1, -1):
-            dy = self.stages[i].backward(dy, caches[i], own, inner=i > 0)
+            dy = self.stages[i].backward(dy, caches[i], own, inner=i > 0, need_dx=i > 0 or self._input_grad_needed)
             own = True
         return dy
 
@@ -165,7 +165,7 @@ class FusedConvBNActivationPool(_FusedConvChain):
         cache, geom, y, pooled = self._saved()
         gp = np.multiply(dy, pooled > 0, dtype=pooled.dtype)
         gy = pool_ops.max_pool_backward(gp, y, pooled, geom)
-        return self.stages[0].backward(gy, cache, own=True)
+        return self.stages[0].backward(gy, cache, own=True, need_dx=self._input_grad_needed)
 
 
 def max_pool_into(out: np.ndarray, x: np.ndarray, geom) -> None:
