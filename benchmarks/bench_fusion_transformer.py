@@ -5,9 +5,7 @@ Sizes (BENCHMARKS.md, model "transformer"): batch 32, sequence 64, d_model 128, 
 512 with exact GELU, dropout 0.1, float32; the reference model is two pre-norm blocks, the mean over
 the sequence and Dense 128 -> 10. "eval" = inference (torch: ``eval()`` under ``inference_mode``, its
 fused fast path); "train" = forward + backward of one block (input and every parameter gradient).
-torch runs with 2 threads; NumPy's BLAS uses its default (2 threads on the reference machine), and fused
-inference runs its chunks of sequences on that many threads (``fusenet.fusion._parallel``, OpenBLAS at one
-thread meanwhile), so every contender uses the same two cores.
+torch runs with 2 threads; NumPy's BLAS uses its default (2 threads on the reference machine).
 
 Run::
 

@@ -20,9 +20,10 @@ Training mode runs on the replaced layers' own parameters (the same ``params``/`
 drawn it, in the same shape, and performs the unfused layers' operations in their order (in place
 where the values are the same), so it reproduces the unfused numbers. Only inference folds: it runs
 on weights folded once and cached until the sources change (see :class:`~fusenet.fusion.FusedLayer`),
-on chunks of whole sequences that run side by side on the cores NumPy's BLAS would use (OpenBLAS
-at one thread meanwhile: :mod:`fusenet.fusion._parallel`), each chunk computed by the same code
-whichever thread runs it.
+on chunks of whole sequences in turn (the GEMMs on NumPy's BLAS threads). Running the chunks side by
+side on Python threads (:mod:`fusenet.fusion._parallel`, BLAS at one thread each) was measured slower
+on a quiet machine: the GELU and softmax passes are many short NumPy calls, and the GIL changing
+hands between two threads at every call cost more than the second core gave.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from ..layers.core import Dense
 from ..layers.normalization import LayerNormalization, _reduce_sum, _reduce_sum_prod
 from ..utils import check_numeric, result_dtype
 from . import _transformer_ops as ops
-from ._parallel import run_chunks
 from .base import FusedLayer
 from .dense import activation_of
 
@@ -398,8 +398,7 @@ class FusedMultiHeadAttention(FusedLayer):
     ``exp`` in place (the maximum over the keys subtracted first only when a score of the chunk
     leaves ``[-60, 60]``), ONE batched matmul ``P^T [V | 1]`` giving the context and the softmax
     sums together, the division on the ``(B, T, h, v)`` context, and the output GEMM, on chunks of
-    whole sequences of about ``INFERENCE_CHUNK_ROWS`` rows (the scores stay in the cache) run side by
-    side on the BLAS threads' cores (:func:`~fusenet.fusion._parallel.run_chunks`). Training: the
+    whole sequences of about ``INFERENCE_CHUNK_ROWS`` rows (the scores stay in the cache). Training: the
     same parameters, dropout masks drawn from the source layer's generator as it draws them, and a
     backward that writes ``dq``/``dk``/``dv`` into one packed buffer for one weight GEMM and one
     input GEMM.
@@ -452,9 +451,8 @@ class FusedMultiHeadAttention(FusedLayer):
         return y.reshape(batch, steps, -1)
 
     def _inference(self, x):
-        """Chunks of whole sequences (about ``INFERENCE_CHUNK_ROWS`` rows, run side by side on the
-        BLAS threads' cores): packed QKV GEMM, attention, output GEMM written into the chunk's rows
-        of the output."""
+        """Chunks of whole sequences (about ``INFERENCE_CHUNK_ROWS`` rows): packed QKV GEMM, attention,
+        output GEMM written into the chunk's rows of the output."""
         mha = self.mha
         kernel, bias, w_out, b_out = self.folded()
         batch, steps, d = x.shape
@@ -472,7 +470,8 @@ class FusedMultiHeadAttention(FusedLayer):
             if b_out is not None:
                 out += b_out
 
-        run_chunks(chunk, -(-batch // per_chunk))
+        for i in range(-(-batch // per_chunk)):
+            chunk(i)
         return y.reshape(batch, steps, -1)
 
     def backward(self, dy):
@@ -503,8 +502,8 @@ class FusedTransformerEncoderBlock(FusedLayer):
     kernel, with the output projection resp. the second FFN GEMM).
 
     Inference: 5 GEMMs and the attention core (as :class:`FusedMultiHeadAttention`'s) per chunk of
-    whole sequences (about ``INFERENCE_CHUNK_ROWS`` rows, so the intermediates stay in the cache),
-    the chunks side by side on the BLAS threads' cores; biases and the activation in place on the
+    whole sequences (about ``INFERENCE_CHUNK_ROWS`` rows, so the intermediates stay in the cache);
+    biases and the activation in place on the
     GEMM outputs (float32 exact GELU without temporaries, bitwise the activation's values), and in
     the pre-norm block the residual plus bias written first and the output/second FFN GEMMs
     accumulated onto it (BLAS ``beta = 1``); Dropout gone. Training: the block's own parameters (``get_weights()`` in
@@ -598,8 +597,7 @@ class FusedTransformerEncoderBlock(FusedLayer):
     def _inference(self, x):
         """The whole block on chunks of whole sequences (about :data:`INFERENCE_CHUNK_ROWS` rows each),
         so that every intermediate array of a chunk stays in the cache; each chunk is written into
-        its rows of the output, and the chunks run side by side on the BLAS threads' cores
-        (:func:`~fusenet.fusion._parallel.run_chunks`)."""
+        its rows of the output."""
         mha, norm1, _, norm2, dense1, _, _ = self._parts()
         kernel, bias, w_out, b_out, w1, b1, w2, b2 = self.folded()
         fn = dense1.activation
@@ -631,7 +629,8 @@ class FusedTransformerEncoderBlock(FusedLayer):
                 if y_chunk is not out:  # rms_scaling: standardised out of place
                     out[...] = y_chunk
 
-        run_chunks(chunk, -(-batch // per_chunk))
+        for i in range(-(-batch // per_chunk)):
+            chunk(i)
         return y.reshape(batch, steps, -1)
 
     def backward(self, dy):
