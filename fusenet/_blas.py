@@ -17,38 +17,73 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gemm", "numpy_gemm", "scipy_gemm", "GEMM_DTYPES", "NUMPY_BLAS"]
+__all__ = ["gemm", "numpy_gemm", "scipy_gemm", "GEMM_DTYPES", "NUMPY_BLAS", "numpy_openblas", "openblas_thread_control"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
+def numpy_openblas():
+    """NumPy's own OpenBLAS (the library of the NumPy wheels) as a ``ctypes.CDLL``, or ``None``."""
+    global _LIBRARY
+    if _LIBRARY is False:
+        _LIBRARY = None
+        try:
+            import ctypes
+            import glob
+            import os
+
+            root = os.path.dirname(np.__file__)
+            paths = sorted(glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
+                           + glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
+            if paths:
+                _LIBRARY = ctypes.CDLL(paths[0])
+        except (ImportError, OSError):  # pragma: no cover - another NumPy build
+            _LIBRARY = None
+    return _LIBRARY
+
+
+_LIBRARY = False  # not looked for yet
+
+
+def _symbol(lib, *names):
+    """The first of ``names`` that ``lib`` exports, or ``None``."""
+    for name in names:
+        fn = getattr(lib, name, None) if lib is not None else None
+        if fn is not None:
+            return fn
+    return None
+
+
 def _numpy_cblas() -> dict:
     """``{dtype: raw cblas ?gemm}`` of NumPy's own OpenBLAS through ctypes, or ``{}``."""
-    try:
-        import ctypes
-        import glob
-        import os
+    import ctypes
 
-        root = os.path.dirname(np.__file__)
-        paths = sorted(glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
-                       + glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
-        for path in paths:
-            lib = ctypes.CDLL(path)
-            for prefix in ("scipy_cblas_", "cblas_"):
-                names = (f"{prefix}sgemm64_", f"{prefix}dgemm64_")
-                if all(hasattr(lib, name) for name in names):
-                    out = {}
-                    for name, dtype, real in zip(names, (np.float32, np.float64), (ctypes.c_float, ctypes.c_double)):
-                        fn = getattr(lib, name)
-                        index = ctypes.c_int64
-                        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, index, index, index, real,
-                                       ctypes.c_void_p, index, ctypes.c_void_p, index, real, ctypes.c_void_p, index]
-                        fn.restype = None
-                        out[np.dtype(dtype)] = fn
-                    return out
-    except (ImportError, OSError, AttributeError):  # pragma: no cover - another NumPy build: SciPy's BLAS
-        pass
-    return {}  # pragma: no cover - NumPy without a findable OpenBLAS
+    lib = numpy_openblas()
+    out = {}
+    for letter, dtype, real in (("s", np.float32, ctypes.c_float), ("d", np.float64, ctypes.c_double)):
+        fn = _symbol(lib, f"scipy_cblas_{letter}gemm64_", f"cblas_{letter}gemm64_")
+        if fn is None:
+            return {}  # pragma: no cover - another NumPy build: SciPy's BLAS
+        index = ctypes.c_int64
+        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, index, index, index, real,
+                       ctypes.c_void_p, index, ctypes.c_void_p, index, real, ctypes.c_void_p, index]
+        fn.restype = None
+        out[np.dtype(dtype)] = fn
+    return out
+
+
+def openblas_thread_control():
+    """``(get, set)``: the thread count of NumPy's own OpenBLAS, through ctypes; ``None`` if not found."""
+    import ctypes
+
+    lib = numpy_openblas()
+    get = _symbol(lib, "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads")
+    put = _symbol(lib, "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads")
+    if get is None or put is None:
+        return None  # pragma: no cover - another NumPy build
+    get.argtypes, get.restype = [], ctypes.c_int
+    put.argtypes, put.restype = [ctypes.c_int], None
+    return get, put
 
 
 _CBLAS = _numpy_cblas()

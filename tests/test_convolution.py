@@ -6,7 +6,6 @@ the chunked code paths, and the error messages.
 """
 
 import itertools
-import threading
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from fusenet import layers
 from fusenet.errors import BackwardBeforeForwardError
 from fusenet.layers import _conv_ops as ops
 from fusenet.layers import _conv_taps_ops as taps_ops
-from fusenet.layers import _parallel
+from fusenet import _parallel
 from tests.contract import LayerCase
 from tests.gradcheck import check_layer_gradients
 from tests.parity import check_layer_parity, requires_torch, torch
@@ -332,41 +331,15 @@ def test_two_threads_give_the_serial_numbers(tap_path, rng, monkeypatch, dtype, 
     xp = ops.pad_input(x, geom)
     dy = rng.normal(size=(5,) + geom.out_sizes + (4,)).astype(dtype)
     results = []
+    monkeypatch.setattr(_parallel, "_CONTROL", (lambda: 2, lambda n: None))  # two threads even under a BLAS limit
+    monkeypatch.setattr(_parallel, "_cpus", lambda: 2)
     for workers in (1, 2):
-        monkeypatch.setattr(_parallel, "WORKERS", workers)
+        monkeypatch.setattr(_parallel, "SPLIT_WORKERS", workers)
         y = ops.conv_forward(x, k, geom, chunk_bytes=2000)
         dx, dk = ops.conv_backward(xp, dy, k, geom, chunk_bytes=2000)
         results.append((y, dx, dk))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
-    assert _parallel.split(1) == [(0, 1)] and _parallel.split(5) == [(0, 3), (3, 5)]
-
-
-def test_split_run_waits_for_its_worker_and_raises(monkeypatch):
-    """An error in one half is raised after the other half finished; nested splits run serially; the
-    worker runs under the caller's NumPy error settings; BLAS limited to one thread means no worker."""
-    monkeypatch.setattr(_parallel, "WORKERS", 2)
-    blas = {"threads": 2}
-    monkeypatch.setattr(_parallel, "_CONTROL", (lambda: blas["threads"], lambda n: blas.update(threads=n)))
-    seen = []
-
-    def fn(lo, hi):
-        seen.append((lo, hi, _parallel.split_run(lambda a, b: (a, b), 4)))
-        if lo == 0:
-            raise ValueError("first half")
-        return lo
-
-    with pytest.raises(ValueError, match="first half"):
-        _parallel.split_run(fn, 6)
-    assert sorted(seen) == [(0, 3, [(0, 2), (2, 4)]), (3, 6, [(0, 2), (2, 4)])]
-    assert _parallel.split_run(lambda lo, hi: hi - lo, 6) == [3, 3]
-    with np.errstate(over="ignore"):
-        assert _parallel.split_run(lambda lo, hi: np.geterr()["over"], 2) == ["ignore", "ignore"]
-    names = _parallel.split_run(lambda lo, hi: (threading.current_thread().name, blas["threads"]), 2)
-    assert names[0][0] != names[1][0] and names[0][1] == 1 and blas["threads"] == 2  # BLAS at 1 thread meanwhile
-    blas["threads"] = 1
-    names = _parallel.split_run(lambda lo, hi: threading.current_thread().name, 2)
-    assert names[0] == names[1]
 
 
 @pytest.mark.parametrize("channels", [2, 16])

@@ -358,13 +358,15 @@ def test_per_sample_norms_same_in_training_and_inference(rng, make):
 def test_batchnorm_two_threads_give_the_serial_numbers(rng, monkeypatch, dtype):
     """Inputs of 1 MB and more run the blocked sums and passes on two threads: the same numbers (the
     halves are fixed, their sums added in order) as on one thread, forward, gradients and statistics."""
-    from fusenet.layers import _parallel
+    from fusenet import _parallel
 
     x = rng.normal(2.0, 3.0, size=(48, 16, 16, 24)).astype(dtype)
     dy = rng.normal(size=x.shape).astype(dtype)
     results = []
+    monkeypatch.setattr(_parallel, "_CONTROL", (lambda: 2, lambda n: None))  # two threads even under a BLAS limit
+    monkeypatch.setattr(_parallel, "_cpus", lambda: 2)
     for workers in (1, 2):
-        monkeypatch.setattr(_parallel, "WORKERS", workers)
+        monkeypatch.setattr(_parallel, "SPLIT_WORKERS", workers)
         bn = layers.BatchNormalization(dtype=dtype)
         y = bn(x, training=True)
         dx = bn.backward(dy)

@@ -333,7 +333,11 @@ def test_lstm_two_threads_equal_one(rng, monkeypatch, flags):
     """A batch big enough for the two-thread split (uneven halves) gives exactly the numbers of the
     same split run on one thread, and agrees with running the samples one at a time."""
     import fusenet.layers.recurrent as recurrent
+    from fusenet import _parallel
 
+    monkeypatch.setattr(_parallel, "SPLIT_WORKERS", 2)
+    monkeypatch.setattr(_parallel, "_CONTROL", (lambda: 2, lambda n: None))  # two threads even under a BLAS limit
+    monkeypatch.setattr(_parallel, "_cpus", lambda: 2)
     batch = 17
     x = rng.normal(size=(batch, 5, 3))
     layer = layers.LSTM(4, bias_initializer="random_normal", dtype="float64", **flags)

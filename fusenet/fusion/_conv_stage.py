@@ -29,7 +29,7 @@ Every fused conv layer is a chain of stages (plus a pool, a shortcut or an input
     (the kernel gradient as im2col GEMMs, the input gradient of stride-1 convs with 16+ channels as
     per-tap GEMMs); skipped for the input when the caller passes ``need_dx=False``.
 
-  The blocked passes can run their two halves on two threads (:mod:`fusenet.layers._parallel`, opt-in).
+  The blocked passes can run their two halves on two threads (:mod:`fusenet._parallel`, opt-in).
   A frozen BatchNormalization (``trainable=False``) runs on its moving statistics in training too,
   as the unfused layer does (``a = b = 0``, statistics unchanged).
 
@@ -49,7 +49,7 @@ from ..layers.convolution import Conv1D, Conv2D, Conv3D, DepthwiseConv2D, Separa
 from ..layers.core import Dense
 from ..layers.normalization import BatchNormalization
 from .dense import activation_of, is_plain_relu
-from ..layers._parallel import split_run
+from .._parallel import split_run
 from ._conv_taps import conv_infer
 from .folding import fold_batchnorm
 

@@ -45,7 +45,7 @@ convolution (no shortcut array, no separate add).
 patches are gathered (``prod(K) * C`` columns) and multiplied in one GEMM into the bordered buffer.
 
 **Threads.** The blocks of rows of every path are independent: :func:`run_blocks` runs them side by
-side on the BLAS threads' cores (:func:`fusenet.fusion._parallel.run_chunks`, OpenBLAS at one thread
+side on the BLAS threads' cores (:func:`fusenet._parallel.run_chunks`, OpenBLAS at one thread
 meanwhile), each with its own scratch (:func:`workspace` is per thread), so the element-wise work of
 each block (bias, residual add, activation, pool) runs in parallel too and no GEMM waits for BLAS
 threads. The GEMMs go straight to ``cblas_?gemm`` (:class:`TapGemms`).
@@ -62,7 +62,7 @@ import numpy as np
 
 from .._blas import _CBLAS, GEMM_DTYPES, gemm, numpy_gemm
 from ..layers import _conv_ops as ops
-from ._parallel import run_chunks, worker_count
+from .._parallel import run_chunks, worker_count
 
 __all__ = []  # private module
 
@@ -231,7 +231,7 @@ def workspace(key, shape, dtype, zero: bool = False) -> np.ndarray:
     return buf
 
 
-#: run the blocks of a convolution side by side on the BLAS threads' cores (:mod:`._parallel`)
+#: run the blocks of a convolution side by side on the BLAS threads' cores (:mod:`fusenet._parallel`)
 PARALLEL = True
 #: fewest rows (or samples x rows) worth splitting over threads
 MIN_PARALLEL_ROWS = 2048
@@ -253,7 +253,7 @@ def row_blocks(rows: int, block_rows: int, weight: int = 1) -> list:
 
 def run_blocks(work, blocks) -> None:
     """``work(r0, r1)`` for every block (independent blocks, each writing only its own rows): side by
-    side on the BLAS threads' cores with OpenBLAS at one thread meanwhile (:func:`._parallel.run_chunks`)
+    side on the BLAS threads' cores with OpenBLAS at one thread meanwhile (:func:`fusenet._parallel.run_chunks`)
     when :data:`PARALLEL`, else in order."""
     if not PARALLEL or len(blocks) < 2:
         for r0, r1 in blocks:
@@ -289,7 +289,7 @@ def epilogue_of(fn):
     ep = act_epilogue(fn)
     try:
         key = id(fn)
-        _EPILOGUES[key] = (weakref.ref(fn, lambda _, key=key: _EPILOGUES.pop(key, None)), ep)
+        _EPILOGUES[key] = (weakref.ref(fn, lambda _, key=key, table=_EPILOGUES: table.pop(key, None)), ep)
     except TypeError:  # not weakly referenceable: not cached
         pass
     return ep
@@ -628,7 +628,7 @@ def conv_infer(x: np.ndarray, kernel: np.ndarray, geom, groups: int = 1, bias=No
         return narrow_conv_bordered(x, kernel, geom, bias=bias, epilogue=epilogue)
     if use_taps(geom, groups, channels, dtype):
         return tap_conv_forward(x, kernel, geom, bias=bias, epilogue=epilogue)
-    # im2col: conv_forward splits its chunks over two threads itself (fusenet.layers._parallel)
+    # im2col: conv_forward splits its chunks over two threads itself (fusenet._parallel)
     return ops.conv_forward(x, kernel, geom, groups, bias=bias, epilogue=epilogue, xp=im2col_input(x, geom),
                             chunk_bytes=IM2COL_CHUNK_BYTES)
 

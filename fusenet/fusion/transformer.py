@@ -21,7 +21,7 @@ drawn it, in the same shape, and performs the unfused layers' operations in thei
 where the values are the same), so it reproduces the unfused numbers. Only inference folds: it runs
 on weights folded once and cached until the sources change (see :class:`~fusenet.fusion.FusedLayer`),
 on chunks of whole sequences in turn (the GEMMs on NumPy's BLAS threads). Running the chunks side by
-side on Python threads (:mod:`fusenet.fusion._parallel`, BLAS at one thread each) was measured slower
+side on Python threads (:mod:`fusenet._parallel`, BLAS at one thread each) was measured slower
 on a quiet machine: the GELU and softmax passes are many short NumPy calls, and the GIL changing
 hands between two threads at every call cost more than the second core gave.
 """

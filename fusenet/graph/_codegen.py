@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from ..fusion._parallel import run_chunks
+from .._parallel import run_chunks
 from ._lowering import AddStep, AffineStep, ConvStep, MaxPoolStep, ReluStep, Tensor, internal_tensors, lower_node
 from ._memory import MemoryPlan, _Pool
 from ._program import _direct_ok
@@ -179,7 +179,7 @@ def _lane_view(array, lane):
 
 def _run_lanes(fn, lanes, *args):
     """``fn(runs, *args)`` for each lane's runs: on up to ``len(lanes)`` threads side by side (BLAS at one thread
-    meanwhile, :func:`fusenet.fusion._parallel.run_chunks`), each lane on its own arrays."""
+    meanwhile, :func:`fusenet._parallel.run_chunks`), each lane on its own arrays."""
     if len(lanes) == 1:
         fn(lanes[0], *args)
         return

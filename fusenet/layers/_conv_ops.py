@@ -40,7 +40,7 @@ Stride-1 convolutions with groups 1 and 16+ input channels (:func:`~fusenet.laye
 run their forward and their input gradient as one accumulating GEMM per kernel tap instead
 (:mod:`fusenet.layers._conv_taps_ops`: no im2col, no ``dcol``, no col2im); their kernel gradient stays
 the im2col GEMM. The chunks of every pass are cut in two fixed halves that can run on two threads
-(:mod:`fusenet.layers._parallel`, opt-in), the same numbers as one after the other.
+(:mod:`fusenet._parallel`, opt-in), the same numbers as one after the other.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from .._blas import GEMM_DTYPES, gemm
 from . import _conv_taps_ops as taps_ops
-from ._parallel import split_run
+from .._parallel import split_run
 
 __all__ = [
     "CHUNK_BYTES",

@@ -38,7 +38,7 @@ import math
 import numpy as np
 
 from .._blas import GEMM_DTYPES, gemm
-from ._parallel import split_run
+from .._parallel import split_run
 
 __all__ = []  # private module
 

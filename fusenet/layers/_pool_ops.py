@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from ._conv_ops import ConvGeometry, _tap_ranges, _taps
-from ._parallel import split_run
+from .._parallel import split_run
 
 __all__ = ["max_pool_forward", "max_pool_argmax", "max_pool_backward", "avg_pool_forward", "avg_pool_backward", "window_counts"]
 

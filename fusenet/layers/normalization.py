@@ -22,7 +22,7 @@ from .. import constraints as _constraints
 from .. import regularizers as _regularizers
 from ..initializers import get as get_initializer
 from ..initializers import serialize as serialize_initializer
-from ._parallel import split_run
+from .._parallel import split_run
 from .base import InputSpec, Layer
 
 __all__ = ["BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization"]
@@ -149,7 +149,7 @@ def _big(a) -> bool:
 
 
 def _add_parts(parts):
-    """The partial sums of :func:`~fusenet.layers._parallel.split_run`, added in their order."""
+    """The partial sums of :func:`~fusenet._parallel.split_run`, added in their order."""
     total = parts[0]
     for part in parts[1:]:
         total += part
@@ -168,7 +168,7 @@ class _Channels:
     The passes that need a sum of what they just computed (:meth:`center`, :meth:`grad_sums`) run by
     blocks of rows of about :data:`BLOCK_BYTES` and add up per-block sums, so that each block is summed
     while it is in cache; the blocks are cut in two fixed halves that can run on two threads
-    (:func:`~fusenet.layers._parallel.split_run`, opt-in: the same sums on one core). The fused
+    (:func:`~fusenet._parallel.split_run`, opt-in: the same sums on one core). The fused
     convolution layers call the very same methods, so that they reproduce the layer's numbers bit for bit.
     """
 
@@ -272,7 +272,7 @@ class _Channels:
 
     def blockwise(self, a, fn) -> None:
         """``fn(rows)`` on every block of rows of the working matrix ``a`` (element-wise work: the two
-        halves of the blocks on two threads, see :mod:`fusenet.layers._parallel`)."""
+        halves of the blocks on two threads, see :mod:`fusenet._parallel`)."""
         blocks = self.row_blocks(a)
 
         def run(b0, b1):

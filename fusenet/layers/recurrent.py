@@ -30,7 +30,7 @@ included, rides in the recurrent GEMM), and in backward ``dh_{t-1}^T = R @ dg_t^
 accumulating GEMM ``dW^T += dg_t^T @ [h_{t-1}^T; x_t^T; 1]^T`` that gathers the kernel,
 recurrent-kernel and bias gradients while ``dg_t`` is in cache. The two halves of the batch are
 independent sequences, so each runs its whole loop (forward, and backward with its own partial
-``dW``, added in a fixed order) on its own thread through :func:`._parallel.split_run` (BLAS at one
+``dW``, added in a fixed order) on its own thread through :func:`fusenet._parallel.split_run` (BLAS at one
 thread meanwhile): per step GEMMs are too small to keep two BLAS threads busy, and the element-wise
 work would otherwise stay on one core (see :class:`LSTM`).
 
@@ -79,7 +79,7 @@ from ..initializers import get as get_initializer
 from ..initializers import serialize as serialize_initializer
 from .._blas import GEMM_DTYPES, gemm
 from ..utils import check_in, check_positive_int, make_rng
-from ._parallel import split_run
+from .._parallel import split_run
 from ._rnn_activation import _LoopActivation
 from .base import InputSpec, Layer, deserialize, serialize
 
@@ -404,7 +404,7 @@ class LSTM(_RNNBase):
         ``(4*units, units+in+1)``, so ``g_t^T = W @ XH[t]`` is ONE GEMM per step (recurrent and
         input projection together, bias included) and the loop writes ``h_t^T`` straight into
         ``XH[t+1]``. The two halves of the batch are independent sequences: each runs its whole
-        loop on its own thread (``_parallel.split_run``: the calling thread and one worker, BLAS at
+        loop on its own thread (``fusenet._parallel.split_run``: the calling thread and one worker, BLAS at
         one thread meanwhile; the same split, hence the same numbers, on one core)."""
         batch, steps, in_dim = x.shape
         if steps == 0:

@@ -1,25 +1,25 @@
-"""fusenet.fusion._parallel.run_chunks: every chunk once, errors raised in the caller, the BLAS thread
-count restored, no nesting, the same numbers as a serial run."""
+"""fusenet._parallel: run_chunks (every chunk once, errors raised in the caller, the BLAS thread count
+restored, no nesting, the same numbers as a serial run) and split_run (two fixed halves, opt-in)."""
 
 import threading
 
 import numpy as np
 import pytest
 
-from fusenet.fusion import _parallel
-from fusenet.fusion._parallel import run_chunks, worker_count
+from fusenet import _parallel
+from fusenet._parallel import run_chunks, worker_count
 
-needs_control = pytest.mark.skipif(_parallel._GET_THREADS is None, reason="NumPy's OpenBLAS thread control not found")
+needs_control = pytest.mark.skipif(_parallel._CONTROL is None, reason="NumPy's OpenBLAS thread control not found")
 
 
 @pytest.fixture
 def two_blas_threads():
     """BLAS at two threads for the test (restored after), so that chunks run on two threads even on
     a machine or under a limit that gives one."""
-    before = _parallel._GET_THREADS()
-    _parallel._SET_THREADS(2)
+    before = _parallel._CONTROL[0]()
+    _parallel._CONTROL[1](2)
     yield
-    _parallel._SET_THREADS(before)
+    _parallel._CONTROL[1](before)
 
 
 @pytest.mark.parametrize("n_chunks", [0, 1, 2, 7])
@@ -44,14 +44,14 @@ def test_chunks_run_on_two_threads_and_restore_the_blas_threads(two_blas_threads
 
     def fn(i):
         threads.add(threading.get_ident())
-        blas.add(_parallel._GET_THREADS())
+        blas.add(_parallel._CONTROL[0]())
         if i < 2:
             barrier.wait()  # the first two chunks meet: two threads at once
         assert worker_count(3) == 1  # inside a chunk: no nesting
 
     run_chunks(fn, 6)
     assert len(threads) == 2 and blas == {1}
-    assert _parallel._GET_THREADS() == 2
+    assert _parallel._CONTROL[0]() == 2
 
 
 @needs_control
@@ -64,7 +64,7 @@ def test_an_error_in_a_chunk_is_raised_and_the_threads_restored(two_blas_threads
 
     with pytest.raises(ValueError, match="chunk 3 failed"):
         run_chunks(fn, 5)
-    assert _parallel._GET_THREADS() == 2
+    assert _parallel._CONTROL[0]() == 2
     run_chunks(lambda i: None, 4)  # usable again (the running lock was released)
     assert not _parallel._RUNNING.locked()
 
@@ -98,3 +98,40 @@ def test_helper_threads_use_the_callers_floating_point_error_state(two_blas_thre
     with np.errstate(over="ignore"):
         run_chunks(fn, 2)
     assert states == ["ignore", "ignore"]
+
+
+def test_split_run_waits_for_its_worker_and_raises(monkeypatch):
+    """An error in one half is raised after the other half finished; nested splits run serially; the
+    worker runs under the caller's NumPy error settings; BLAS limited to one thread means no worker."""
+    monkeypatch.setattr(_parallel, "SPLIT_WORKERS", 2)
+    monkeypatch.setattr(_parallel, "_cpus", lambda: 2)
+    blas = {"threads": 2}
+    monkeypatch.setattr(_parallel, "_CONTROL", (lambda: blas["threads"], lambda n: blas.update(threads=n)))
+    seen = []
+
+    def fn(lo, hi):
+        seen.append((lo, hi, _parallel.split_run(lambda a, b: (a, b), 4)))
+        if lo == 0:
+            raise ValueError("first half")
+        return lo
+
+    with pytest.raises(ValueError, match="first half"):
+        _parallel.split_run(fn, 6)
+    assert sorted(seen) == [(0, 3, [(0, 2), (2, 4)]), (3, 6, [(0, 2), (2, 4)])]
+    assert _parallel.split_run(lambda lo, hi: hi - lo, 6) == [3, 3]
+    with np.errstate(over="ignore"):
+        assert _parallel.split_run(lambda lo, hi: np.geterr()["over"], 2) == ["ignore", "ignore"]
+    barrier = threading.Barrier(2, timeout=10)
+
+    def meet(lo, hi):
+        barrier.wait()  # the two halves run at the same time, on two threads
+        return threading.current_thread().name, blas["threads"]
+
+    names = _parallel.split_run(meet, 2)
+    assert names[0][0] != names[1][0] and names[0][1] == 1 and blas["threads"] == 2  # BLAS at 1 thread meanwhile
+    assert _parallel.split(1) == [(0, 1)] and _parallel.split(5) == [(0, 3), (3, 5)]
+    here = threading.current_thread().name
+    assert _parallel.split_run(lambda lo, hi: threading.current_thread().name, 2, workers=1) == [here, here]
+    blas["threads"] = 1
+    names = _parallel.split_run(lambda lo, hi: threading.current_thread().name, 2)
+    assert names[0] == names[1]
