@@ -15,9 +15,12 @@ Every chunk is computed by the same code on its own rows whichever thread runs i
 not depend on the number of threads, so the numbers do not depend on the scheduling (partial sums
 of :func:`split_run` are added by the caller in a fixed order: one core gives the same result).
 
-The number of threads is the BLAS thread count in force when the call starts (``threadpoolctl`` and
-``OPENBLAS_NUM_THREADS`` limits are respected), capped by the CPUs this process may use and the number
-of chunks. It runs serially with one thread, when NumPy's OpenBLAS thread control cannot be found,
+Both are opt-in (:data:`CHUNK_WORKERS`, :data:`SPLIT_WORKERS`, or a caller's explicit ``workers``):
+measured on this 2-core machine, NumPy's own multi-threaded BLAS running the chunks one after the
+other was faster whenever the machine was not loaded by other processes. The number of threads is
+then at most the BLAS thread count in force when the call starts (``threadpoolctl`` and
+``OPENBLAS_NUM_THREADS`` limits are respected), the CPUs this process may use and the number of
+chunks. It runs serially with one thread, when NumPy's OpenBLAS thread control cannot be found,
 from inside a chunk (no nesting), and while another thread of the process runs chunks (the BLAS
 thread count is process-wide: two threads setting and restoring it would race).
 """
@@ -34,8 +37,14 @@ import numpy as np
 
 from ._blas import openblas_thread_control
 
-__all__ = ["run_chunks", "split", "split_run", "worker_count", "SPLIT_WORKERS"]
+__all__ = ["run_chunks", "split", "split_run", "worker_count", "CHUNK_WORKERS", "SPLIT_WORKERS"]
 
+#: threads :func:`run_chunks` may use (1: serial, the chunks one after the other on NumPy's own
+#: multi-threaded BLAS). Off by default: on a quiet 2-core machine the fused cnn inference took 23.7 ms
+#: serial against 36.8 ms on two chunk threads, the resnet 93 against 116 ms (A/B in one process,
+#: medians of 10 and 6 alternating runs); only under heavy load from other processes did the
+#: chunk threads win (OpenBLAS's threads then wait for each other at every small GEMM).
+CHUNK_WORKERS = 1
 #: threads :func:`split_run` may use (1: serial). Off by default: on a quiet 2-core machine the blocked
 #: convolution passes ran faster with NumPy's own 2-thread OpenBLAS (reference cnn train step 124 ms
 #: against 171 ms split), while under heavy load from other processes the split was up to 3x faster
@@ -58,9 +67,9 @@ def _cpus() -> int:
 
 def worker_count(n_chunks: int) -> int:
     """How many threads :func:`run_chunks` would use for ``n_chunks`` chunks right now."""
-    if _CONTROL is None or n_chunks < 2 or getattr(_LOCAL, "busy", False):
+    if _CONTROL is None or n_chunks < 2 or CHUNK_WORKERS < 2 or getattr(_LOCAL, "busy", False):
         return 1
-    return max(1, min(int(_CONTROL[0]()), _cpus(), n_chunks))
+    return max(1, min(int(_CONTROL[0]()), _cpus(), n_chunks, CHUNK_WORKERS))
 
 
 def _executor(helpers: int) -> ThreadPoolExecutor:
@@ -89,14 +98,17 @@ def _drain(fn, tickets, n_chunks: int, errstate=None) -> None:
 
 
 def run_chunks(fn, n_chunks: int, max_workers: int | None = None) -> None:
-    """Call ``fn(i)`` for ``i in range(n_chunks)``, on up to :func:`worker_count` threads (and at most
-    ``max_workers``).
+    """Call ``fn(i)`` for ``i in range(n_chunks)``, on up to :func:`worker_count` threads, or, with
+    ``max_workers`` (which overrides :data:`CHUNK_WORKERS`), on up to that many.
 
     ``fn`` must only write its own chunk's outputs (the chunks are independent). Returns when all
     chunks are done; the first error of any chunk is raised here."""
-    workers = worker_count(n_chunks)
-    if max_workers is not None:
-        workers = min(workers, max_workers)
+    if max_workers is None:
+        workers = worker_count(n_chunks)
+    elif _CONTROL is None or n_chunks < 2 or getattr(_LOCAL, "busy", False):
+        workers = 1
+    else:
+        workers = max(1, min(int(_CONTROL[0]()), _cpus(), n_chunks, max_workers))
     if workers < 2 or not _RUNNING.acquire(blocking=False):
         for i in range(n_chunks):
             fn(i)

@@ -13,9 +13,10 @@ needs_control = pytest.mark.skipif(_parallel._CONTROL is None, reason="NumPy's O
 
 
 @pytest.fixture
-def two_blas_threads():
-    """BLAS at two threads for the test (restored after), so that chunks run on two threads even on
-    a machine or under a limit that gives one."""
+def two_blas_threads(monkeypatch):
+    """BLAS at two threads and chunk threads allowed for the test (restored after), so that chunks run
+    on two threads even on a machine or under a limit that gives one."""
+    monkeypatch.setattr(_parallel, "CHUNK_WORKERS", 2)
     before = _parallel._CONTROL[0]()
     _parallel._CONTROL[1](2)
     yield
@@ -135,3 +136,28 @@ def test_split_run_waits_for_its_worker_and_raises(monkeypatch):
     blas["threads"] = 1
     names = _parallel.split_run(lambda lo, hi: threading.current_thread().name, 2)
     assert names[0] == names[1]
+
+
+def test_fused_conv_inference_and_compiled_plans_on_two_threads_equal_serial(monkeypatch):
+    """The row blocks of the fused conv layers and the chunks of a compiled plan give the same numbers
+    on two chunk threads as one after the other."""
+    from fusenet import graph, layers, models
+
+    rng = np.random.default_rng(0)
+    model = models.Sequential([layers.Input((12, 12, 3)), layers.Conv2D(16, 3, padding="same", use_bias=False),
+                               layers.BatchNormalization(), layers.ReLU(),
+                               layers.Conv2D(16, 3, padding="same"), layers.BatchNormalization(), layers.ReLU(),
+                               layers.MaxPooling2D(2), layers.Conv2D(32, 3, strides=2, padding="same"),
+                               layers.BatchNormalization(), layers.ReLU(), layers.GlobalAveragePooling2D(),
+                               layers.Dense(4)])
+    for bn in (layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)):
+        bn._state["moving_variance"][...] = rng.uniform(0.5, 1.5, size=bn._state["moving_variance"].shape)
+    x = rng.normal(size=(9, 12, 12, 3)).astype(np.float32)
+    fused, compiled = model.fuse(), graph.compile(model)
+    serial = [fused(x), compiled(x)]
+    monkeypatch.setattr(_parallel, "CHUNK_WORKERS", 2)
+    monkeypatch.setattr(_parallel, "_CONTROL", (lambda: 2, lambda n: None))  # two threads even under a BLAS limit
+    monkeypatch.setattr(_parallel, "_cpus", lambda: 2)
+    assert _parallel.worker_count(4) == 2
+    for a, b in zip(serial, [fused(x), compiled(x)]):
+        np.testing.assert_array_equal(a, b)
