@@ -81,6 +81,28 @@ _GELU_DEN = tuple(np.float32(c * 0.5 ** (len(_ERF_DEN) - 1 - i)) for i, c in enu
 _GELU_ERF_CLIP = np.float32(5.65625)
 
 
+def _phi_block(zb: np.ndarray, t: np.ndarray, xx: np.ndarray, p: np.ndarray, q: np.ndarray) -> None:
+    """``p <- Phi(zb)`` (float32, one block; ``t``, ``xx``, ``q``: scratch of the block's size): the
+    rational erf of :func:`erf_float32` with its coefficients rescaled for the argument ``z`` and the
+    factor 1/2, ``z`` clipped to ``+-5.65625`` (where the rational is exactly ``+-1/2``)."""
+    num, den = _GELU_NUM, _GELU_DEN
+    np.clip(zb, -_GELU_ERF_CLIP, _GELU_ERF_CLIP, out=t)
+    np.multiply(t, t, out=xx)
+    np.multiply(xx, num[0], out=p)
+    p += num[1]
+    for c in num[2:]:
+        p *= xx
+        p += c
+    np.multiply(xx, den[0], out=q)
+    q += den[1]
+    for c in den[2:]:
+        q *= xx
+        q += c
+    p *= t
+    p /= q  # erf(z / sqrt(2)) / 2
+    p += np.float32(0.5)  # Phi(z)
+
+
 def gelu_float32_inplace(z: np.ndarray) -> np.ndarray:
     """``z <- gelu(z)`` for a C-contiguous float32 array, in place: ``z * (1/2 + erf(z / sqrt(2)) / 2)``
     with :func:`erf_float32`'s rational erf (its coefficients rescaled for the argument ``z`` and the
@@ -92,26 +114,11 @@ def gelu_float32_inplace(z: np.ndarray) -> np.ndarray:
     flat = z.reshape(-1)
     size = min(_GELU_BLOCK, flat.size)
     t_buf, xx_buf, p_buf, q_buf = (np.empty(size, dtype=f32) for _ in range(4))
-    num, den = _GELU_NUM, _GELU_DEN
     for start in range(0, flat.size, _GELU_BLOCK):
         zb = flat[start:start + _GELU_BLOCK]
         m = zb.size
         t, xx, p, q = t_buf[:m], xx_buf[:m], p_buf[:m], q_buf[:m]
-        np.clip(zb, -_GELU_ERF_CLIP, _GELU_ERF_CLIP, out=t)
-        np.multiply(t, t, out=xx)
-        np.multiply(xx, num[0], out=p)
-        p += num[1]
-        for c in num[2:]:
-            p *= xx
-            p += c
-        np.multiply(xx, den[0], out=q)
-        q += den[1]
-        for c in den[2:]:
-            q *= xx
-            q += c
-        p *= t
-        p /= q  # erf(z / sqrt(2)) / 2
-        p += f32(0.5)  # Phi(z)
+        _phi_block(zb, t, xx, p, q)
         zb *= p
     return z
 
@@ -127,26 +134,11 @@ def gelu_grad_float32(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     out = np.empty(flat.size, dtype=f32)
     size = min(_GELU_BLOCK, flat.size)
     t_buf, xx_buf, p_buf, q_buf = (np.empty(size, dtype=f32) for _ in range(4))
-    num, den = _GELU_NUM, _GELU_DEN
     for start in range(0, flat.size, _GELU_BLOCK):
         xb = flat[start:start + _GELU_BLOCK]
         m = xb.size
         t, xx, p, q = t_buf[:m], xx_buf[:m], p_buf[:m], q_buf[:m]
-        np.clip(xb, -_GELU_ERF_CLIP, _GELU_ERF_CLIP, out=t)
-        np.multiply(t, t, out=xx)
-        np.multiply(xx, num[0], out=p)
-        p += num[1]
-        for c in num[2:]:
-            p *= xx
-            p += c
-        np.multiply(xx, den[0], out=q)
-        q += den[1]
-        for c in den[2:]:
-            q *= xx
-            q += c
-        p *= t
-        p /= q
-        p += f32(0.5)  # Phi(x)
+        _phi_block(xb, t, xx, p, q)
         np.clip(xb, f32(-_GELU_CLIP), f32(_GELU_CLIP), out=t)
         np.multiply(t, f32(-0.5), out=q)
         q *= t
