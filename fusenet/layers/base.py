@@ -11,6 +11,7 @@ the arrays of their sublayers under ``"sublayer/name"`` keys, the very same obje
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import numpy as np
@@ -135,6 +136,21 @@ def _unique_name(base: str) -> str:
 
 # ---------------------------------------------------------------- the call hook
 _CALL_HOOK = None
+
+
+@contextlib.contextmanager
+def input_gradients_unused(layers):
+    """Within the block, ``layer._input_grad_needed`` is False for each of ``layers`` (restored after,
+    also after an error): the model engine wraps a training step's backward in it for the layers that
+    read the model input, whose input gradient goes nowhere."""
+    skipped = [layer for layer in layers if layer._input_grad_needed]
+    for layer in skipped:
+        layer._input_grad_needed = False
+    try:
+        yield
+    finally:
+        for layer in skipped:
+            layer._input_grad_needed = True
 
 
 def set_call_hook(hook):

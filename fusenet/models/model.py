@@ -38,6 +38,7 @@ from .. import losses as _losses
 from .. import metrics as _metrics
 from .. import optimizers as _optimizers
 from ..errors import NotBuiltError, NotCompiledError
+from ..layers.base import input_gradients_unused
 from ..utils import draw_seed
 from . import _data
 from ._summary import format_summary
@@ -137,14 +138,8 @@ class Model:
     def _train_backward(self, dy):
         """``_backward`` for a training step: the layers that read the model input are told (via
         ``Layer._input_grad_needed``) that their input gradient is not wanted, so they may skip it."""
-        skipped = [layer for layer in self._input_layers() if layer._input_grad_needed]
-        for layer in skipped:
-            layer._input_grad_needed = False
-        try:
+        with input_gradients_unused(self._input_layers()):
             return self._backward(dy)
-        finally:
-            for layer in skipped:
-                layer._input_grad_needed = True
 
     def _backward(self, dy):  # pragma: no cover - abstract
         raise NotImplementedError
