@@ -163,6 +163,12 @@ class _BindContext:
     def stage_array(self):
         return _lane_view(self.memory.stages.get(self.index), self.lane)
 
+    def border_stage(self, key):
+        """The zero-bordered stage of the convolution that reads ``key`` and whose interior ``key`` is
+        (``MemoryPlan.bordered``), or ``None``."""
+        j = self.memory.bordered.get(key)
+        return None if j is None else _lane_view(self.memory.stages[j], self.lane)
+
     @property
     def elided(self):
         return self.index in self.memory.elided

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ..fusion._conv_taps import BLOCK_ROWS, TapGemms, use_taps
+from ..fusion._conv_taps import BLOCK_ROWS, TapGemms, narrow_taps, use_taps, writes_bordered
 from ..layers import _conv_ops as ops
 
 __all__ = []  # private module
@@ -57,6 +57,13 @@ class Stage:
 
     def shape(self, batch) -> tuple:
         return (batch,) + self.tail
+
+    def borders_output(self, out_sizes) -> bool:
+        """Whether the stage is the zero-bordered grid of ``out_sizes`` (one position of padding on each side of
+        an input of exactly that size): a producer of that output size may write its rows straight into it."""
+        return (tuple(self.tail[:-1]) == tuple(o + 2 for o in out_sizes)
+                and all(d.start == 1 and d.stop == o + 1 for d, o in zip(self.dst[1:], out_sizes))
+                and self.covers_input)
 
 
 # ---------------------------------------------------------------- max pooling into out
@@ -117,23 +124,30 @@ class ConvSpec:
         self.epilogue, self.residual = epilogue, bool(residual)
         self.pool = None if pool is None else MaxPoolInto(pool)
         self.method = conv_method(geom, self.groups, self.channels, self.dtype)
+        #: few input channels (the 3-channel stem): patches gathered per block of grid rows, one GEMM
+        self.narrow = self.method == "im2col" and narrow_taps(geom, self.groups, self.channels, self.dtype)
+        #: the GEMMs may write the rows of the grid straight into a zero-bordered stage of the next convolution
+        self.can_border = ((self.method == "taps" or self.narrow) and writes_bordered(geom) and pool is None
+                           and not self.residual)
         self.stage = Stage(x_shape, geom)
         self.conv_shape = (x_shape[0],) + tuple(geom.out_sizes) + (self.filters,)
         self.out_shape = (x_shape[0],) + (tuple(pool.out_sizes) if pool is not None else tuple(geom.out_sizes)) + (
             self.filters,)
-        if self.method == "taps":
+        if self.method == "taps" or self.narrow:
             spans = geom.spans
             pitch = [math.prod(spans[a + 1:]) for a in range(len(spans))]
             taps = list(itertools.product(*(range(k) for k in geom.kernel_sizes)))
             self.offsets = [sum(k * d * p for k, d, p in zip(tap, geom.dilations, pitch)) for tap in taps]
             w = self.kernel.reshape(len(taps), self.channels, self.filters)
             self.w_taps = [w[t] for t in range(len(taps))]  # (C, F), contiguous
+            self.w_narrow = self.kernel.reshape(len(taps) * self.channels, self.filters)
             self.per_sample = math.prod(spans)
-        elif self.method == "depthwise":
+            self.pitch = pitch
+        if self.method == "depthwise":
             mult = self.filters // self.channels
             self.k2 = self.kernel.reshape(geom.taps, self.channels, mult)
             self.mult = mult
-        else:
+        elif self.method != "taps":
             self.w = ops._kernel_gemm(self.kernel, self.groups)
 
     def _im2col_chunks(self, batch):
@@ -148,11 +162,28 @@ class ConvSpec:
             return True
         return any(r0 != 0 or r1 != self.geom.out_sizes[0] for _, _, r0, r1 in self._im2col_chunks(batch))
 
-    def workspaces(self, batch, strided_out=True) -> dict:
+    def _border_blocks(self, batch) -> list:
+        """``[(q0, q1)]``: the blocks of grid rows of the bordered path (about :data:`BLOCK_ROWS` each)."""
+        total = batch * self.per_sample
+        last_row = total - max(max(self.offsets), sum(self.pitch))
+        if last_row <= 0:
+            return []
+        count = -(-last_row // BLOCK_ROWS)
+        size = -(-last_row // count)
+        return [(q, min(q + size, last_row)) for q in range(0, last_row, size)]
+
+    def workspaces(self, batch, strided_out=True, bordered=False) -> dict:
         """``{name: (shape, dtype)}``: the scratch arrays one call needs (besides the stage); ``strided_out``:
-        the output will be a strided view (another convolution's stage interior)."""
+        the output will be a strided view (another convolution's stage interior); ``bordered``: that stage is
+        the zero-bordered grid of the output (:meth:`Stage.borders_output`)."""
         dt, f = self.dtype, self.filters
         ws = {}
+        if bordered and self.can_border:
+            if self.narrow:
+                blocks = self._border_blocks(batch)
+                rows = max((q1 - q0 for q0, q1 in blocks), default=1)
+                ws["cols"] = ((rows, self.w_narrow.shape[0]), dt)
+            return ws  # the stages are contiguous: no fallback to the paths below
         full_conv = self._pool_whole(batch)
         if full_conv:  # the whole convolution output, then the pool
             ws["conv"] = ((batch,) + self.conv_shape[1:], dt)
@@ -176,18 +207,25 @@ class ConvSpec:
                 ws["dw"] = ((batch,) + self.conv_shape[1:], dt)  # the output is a strided view: finish from here
         return ws
 
-    def bind(self, xp, out, ws, residual=None):
-        """A runner ``run()`` computing into ``out`` from the staged input ``xp`` (both fixed arrays)."""
-        return ConvRunner(self, xp, out, ws, residual)
+    def bind(self, xp, out, ws, residual=None, border=None):
+        """A runner ``run()`` computing into ``out`` from the staged input ``xp`` (both fixed arrays); ``border``:
+        the zero-bordered stage whose interior ``out`` is (when :meth:`workspaces` was asked with ``bordered``)."""
+        return ConvRunner(self, xp, out, ws, residual, border)
 
 
 class ConvRunner:
     """One convolution bound to its arrays: every view of every block is made here, once."""
 
-    def __init__(self, spec: ConvSpec, xp, out, ws, residual):
+    def __init__(self, spec: ConvSpec, xp, out, ws, residual, border=None):
         self.spec, self.xp, self.out, self.residual = spec, xp, out, residual
         self.pool = spec.pool
         batch = xp.shape[0]
+        if border is not None and spec.can_border:
+            if not (xp.flags.c_contiguous and border.flags.c_contiguous):  # pragma: no cover - stages are contiguous
+                raise ValueError(f"ConvRunner: contiguous stages expected; received strides {xp.strides} and "
+                                 f"{border.strides}")
+            self._bind_bordered(border, ws)
+            return
         full = ws.get("conv")  # pooled non-tap paths: the whole convolution output
         contiguous = out.flags.c_contiguous
         if spec.method == "taps":
@@ -248,6 +286,56 @@ class ConvRunner:
                 self._chunks.append((gather, col2, y.reshape(m, g, fg), finish))
             self._whole = self._finisher(full, (slice(None),)) if full is not None else None
             self._run = self._run_gemm
+
+    def _bind_bordered(self, border, ws):
+        """The grid rows straight into ``border`` (the next convolution's zero-bordered stage, same grid as the
+        staged input: output ``o`` at grid row ``q`` goes to row ``q + lead``), bias and activation in place per
+        block of rows (:func:`fusenet.fusion._conv_taps.bordered_gemms`'s arithmetic); the positions computed past
+        the output land on the border, which the next convolution zeroes before it reads."""
+        spec, xp = self.spec, self.xp
+        batch, c, f = xp.shape[0], spec.channels, spec.filters
+        total = batch * spec.per_sample
+        lead = sum(spec.pitch)
+        rows_y = border.reshape(total, f)
+        gemms = TapGemms(f, spec.dtype)
+        blocks = []
+        if spec.narrow:
+            geom, item = spec.geom, xp.itemsize
+            k, d = geom.kernel_sizes, geom.dilations
+            if d[-1] == 1:  # the last tap axis and the channels as one opaque run (as narrow_conv_bordered)
+                inner, inner_strides, run = (), (), k[-1] * c
+            else:
+                inner, inner_strides, run = (k[-1],), (d[-1] * spec.pitch[-1] * c * item,), c
+            unit = np.dtype((np.void, run * item))
+            shape = (total - max(spec.offsets),) + tuple(k[:-1]) + inner
+            strides = ((c * item,) + tuple(da * pa * c * item for da, pa in zip(d[:-1], spec.pitch[:-1]))
+                       + inner_strides)
+            patches = np.ndarray(shape, dtype=unit, buffer=xp, strides=strides)
+            cols = ws["cols"]
+            gemms.add(cols, 0, spec.w_narrow)
+            for q0, q1 in spec._border_blocks(batch):
+                m = q1 - q0
+                blocks.append((cols[:m].view(unit).reshape((m,) + shape[1:]), patches[q0:q1], 0, m,
+                               rows_y[q0 + lead:q1 + lead]))
+        else:
+            rows_x = xp.reshape(total, c)
+            for w, off in zip(spec.w_taps, spec.offsets):
+                gemms.add(rows_x, off, w)
+            for q0, q1 in spec._border_blocks(batch):
+                blocks.append((None, None, q0, q1, rows_y[q0 + lead:q1 + lead]))
+        self._blocks, self._gemms = blocks, gemms
+        self._run = self._run_bordered
+
+    def _run_bordered(self):
+        run, bias, epilogue = self._gemms.run, self.spec.bias, self.spec.epilogue
+        for dst, src, q0, q1, out in self._blocks:
+            if dst is not None:
+                np.copyto(dst, src)  # the patches of these rows, in cache
+            run(q0, q1, out)
+            if bias is not None:
+                np.add(out, bias, out=out)
+            if epilogue is not None:
+                epilogue(out)
 
     def _finisher(self, src, index):
         """The finishing steps from ``src`` (the raw convolution of the samples/rows ``index``) into ``out[index]``:

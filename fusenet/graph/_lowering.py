@@ -103,8 +103,9 @@ class Step:
             self._syms[what] = name
         return name
 
-    def workspaces(self, batch, strided_out: bool) -> dict:
-        """``{name: (shape, dtype)}`` scratch arrays for one call (besides a stage)."""
+    def workspaces(self, batch, strided_out: bool, bordered: bool = False) -> dict:
+        """``{name: (shape, dtype)}`` scratch arrays for one call (besides a stage); ``strided_out``: the output is
+        the interior of the next convolution's stage, ``bordered``: of its zero-bordered grid."""
         return {}
 
     def emit(self, ctx) -> list:  # pragma: no cover - abstract
@@ -204,8 +205,8 @@ class ConvStep(Step):
         """The residual is an array the plan does not own (a model input): it is copied in on each call."""
         return len(self.inputs) > 1 and not self.fixed_inputs[1]
 
-    def workspaces(self, batch, strided_out):
-        ws = self.spec.workspaces(batch, strided_out)
+    def workspaces(self, batch, strided_out, bordered=False):
+        ws = self.spec.workspaces(batch, strided_out, bordered)
         if self._staged_residual():
             ws["residual"] = (concrete(self.spec.out_shape, batch), self.spec.dtype)
         return ws
@@ -223,7 +224,8 @@ class ConvStep(Step):
         residual = None
         if len(self.inputs) > 1:
             residual = ws["residual"] if self._staged_residual() else ctx.array(self.inputs[1])
-        runner = self.spec.bind(xp, ctx.array(self.outputs[0]), ws, residual=residual)
+        runner = self.spec.bind(xp, ctx.array(self.outputs[0]), ws, residual=residual,
+                                border=ctx.border_stage(self.outputs[0]))
         return {self.sym("conv"): StagedConv(runner, ctx.stage_array(), self.stage, copy,
                                              residual if self._staged_residual() else None)}
 

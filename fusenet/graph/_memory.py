@@ -143,6 +143,10 @@ class MemoryPlan:
                     and tensor_rows(x) == rows(j)):
                 elide[x] = j
 
+        # elided outputs whose stage is the zero-bordered grid of the output (the producer writes grid rows into it)
+        self.bordered = {x: j for x, j in elide.items()
+                         if steps[j].stage.borders_output(tuple(tensors[x].shape[1:-1]))}
+
         pool = _Pool()
         owner_storage, stage_storage = {}, {}
         self.stages, self.elided, self.workspaces, self.lane_workspaces = {}, set(), {}, {}
@@ -175,7 +179,8 @@ class MemoryPlan:
                 stage_storage[i] = pool.take(_stage_nbytes(step, tensors, rows(i)))
                 transient.append(stage_storage[i])
             strided = step.outputs[0] in elide if step.outputs else False
-            ws = step.workspaces(batch if tile is None else tile[2], strided)
+            bordered = step.outputs[0] in self.bordered if step.outputs else False
+            ws = step.workspaces(batch if tile is None else tile[2], strided, bordered)
             ws_storage[i] = []
             for _ in range(1 if tile is None else tile[3]):  # one set per lane
                 ws_storage[i].append({})
