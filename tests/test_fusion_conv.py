@@ -273,6 +273,64 @@ def test_pool_ties_route_the_gradient_as_the_unfused_run(rng):
     check_fused_equals_unfused(make, x, True, FusedConvBNActivationPool)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block_rows, blocked", [(4, True), (3, False), (100, True)],
+                         ids=["sample_blocks", "split_samples", "one_block"])
+def test_pool_runs_inside_the_batchnorm_blocks(rng, monkeypatch, dtype, block_rows, blocked):
+    """Training: the pool and its backward run inside the BN's blocked passes when the blocks hold whole
+    samples (the unfused BN cuts the same blocks, so the sums are the same), else the separate passes.
+    Here the BN works on a ``(8, 2048)`` view (32 x 32 x 8 per sample: 4 rows a sample)."""
+    from fusenet.layers import normalization
+
+    monkeypatch.setattr(normalization, "BLOCK_BYTES", block_rows * 2048 * np.dtype(dtype).itemsize)
+    plans = []
+    original = FusedConvBNActivationPool._blocked_plan
+
+    def spy(self, x):
+        plan = original(self, x)
+        plans.append(plan is not None)
+        return plan
+
+    monkeypatch.setattr(FusedConvBNActivationPool, "_blocked_plan", spy)
+
+    def make():
+        return [layers.Conv2D(8, 3, padding="same", use_bias=False, dtype=dtype), layers.BatchNormalization(),
+                layers.ReLU(), layers.MaxPooling2D(2)]
+
+    check_fused_equals_unfused(make, rng.normal(size=(2, 32, 32, 3)).astype(dtype), True, FusedConvBNActivationPool)
+    assert plans and all(p == blocked for p in plans)
+
+
+def test_pool_with_nan_falls_back_to_the_exact_scan(rng):
+    """A NaN in the pooled map: the backward takes the pooling ops' exact (PyTorch) arg-max scan."""
+    def make():
+        return [layers.Conv2D(2, 1, use_bias=False, dtype="float64"), layers.BatchNormalization(epsilon=0.0,
+                                                                                                 dtype="float64"),
+                layers.ReLU(), layers.MaxPooling2D(2)]
+
+    x = rng.normal(size=(2, 4, 4, 1))
+    x[0, 1, 1, 0] = np.nan
+    unfused = make()
+    fused = FusedConvBNActivationPool(make())
+    for layer_list in (unfused, [fused]):
+        h = x
+        for layer in layer_list:
+            h = layer(h, training=True)
+    for a, b in zip(fused.source_layers, unfused):
+        b.set_weights(a.get_weights())
+    outs = []
+    for layer_list in (unfused, [fused]):
+        h = x
+        for layer in layer_list:
+            h = layer(h, training=True)
+        g = np.ones_like(h)
+        for layer in reversed(layer_list):
+            g = layer.backward(g)
+        outs.append((h, g))
+    np.testing.assert_array_equal(np.isnan(outs[0][0]), np.isnan(outs[1][0]))
+    np.testing.assert_array_equal(np.isnan(outs[0][1]), np.isnan(outs[1][1]))
+
+
 # ---------------------------------------------------------------- depthwise separable
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("training", [False, True])

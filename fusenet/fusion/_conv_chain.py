@@ -151,21 +151,99 @@ class FusedConvBNActivationPool(_FusedConvChain):
         conv_blocks(xv, kernel, geom, groups, finish)
         return p
 
+    def _blocked_plan(self, x):
+        """``(geom, rows_per_sample, conv_shape)`` when the pool can run inside the BN's blocked passes:
+        a BN on the channels of a matrix view, pool windows that tile the conv output exactly, and
+        blocks of the BN's working rows that hold whole samples; else ``None``."""
+        stage = self.stages[0]
+        op = stage.op
+        if stage.bn is None or op.kind not in ("conv", "depthwise"):
+            return None
+        xv, cgeom, _ = op.prepare(x)
+        shape = (x.shape[0],) + cgeom.out_sizes + (op.kernel().shape[-1],)
+        geom = self._pool_geometry(shape)
+        if (any(geom.pad_before) or geom.strides != geom.kernel_sizes
+                or any(o * k != n for o, k, n in zip(geom.out_sizes, geom.kernel_sizes, geom.in_sizes))):
+            return None
+        chan = stage.bn._channels(shape)
+        if not chan.rep:
+            return None
+        pixels = math.prod(cgeom.out_sizes)
+        if pixels % chan.rep:
+            return None
+        per_sample = pixels // chan.rep
+        dtype = np.result_type(x.dtype, op.kernel().dtype)
+        blocks = chan.row_blocks(np.broadcast_to(np.zeros(1, dtype=dtype), chan.wide))  # shapes only
+        if any(sl.start % per_sample or (sl.stop % per_sample) for sl in blocks):
+            return None
+        return geom, per_sample, shape
+
     def forward(self, x, training=False):
         if not training:
             self._save_for_backward(False)
             return self._inference(x)
-        y, cache = self.stages[0].forward_train(x)
-        geom = self._pool_geometry(y.shape)
-        pooled = pool_ops.max_pool_forward(y, geom)
-        self._save_for_backward(True, cache, geom, y, pooled)
-        return np.maximum(pooled, 0)
+        stage = self.stages[0]
+        plan = self._blocked_plan(x)
+        if plan is None:
+            y, cache = stage.forward_train(x)
+            geom = self._pool_geometry(y.shape)
+            pooled = pool_ops.max_pool_forward(y, geom)
+            self._save_for_backward(True, cache, geom, y, pooled, None)
+            return np.maximum(pooled, 0)
+        geom, per_sample, shape = plan
+        arrays = {}
+
+        def after(sl, y2):  # this block of the BN output is in cache: pool it, then ReLU on the pooled block
+            if not arrays:
+                arrays["y"] = y2.reshape(shape)
+                arrays["pooled"] = np.empty((shape[0],) + geom.out_sizes + (shape[-1],), dtype=y2.dtype)
+                arrays["out"] = np.empty_like(arrays["pooled"])
+            n0, n1 = sl.start // per_sample, sl.stop // per_sample
+            block = arrays["pooled"][n0:n1]
+            max_pool_into(block, arrays["y"][n0:n1], geom)
+            np.maximum(block, 0, out=arrays["out"][n0:n1])
+
+        y, cache = stage.forward_train(x, after=after)
+        pooled = arrays["pooled"]
+        self._save_for_backward(True, cache, geom, y, pooled, per_sample)
+        return arrays["out"]
 
     def backward(self, dy):
-        cache, geom, y, pooled = self._saved()
-        gp = np.multiply(dy, pooled > 0, dtype=pooled.dtype)
-        gy = pool_ops.max_pool_backward(gp, y, pooled, geom)
-        return self.stages[0].backward(gy, cache, own=True, need_dx=self._input_grad_needed)
+        cache, geom, y, pooled, per_sample = self._saved()
+        stage = self.stages[0]
+        if per_sample is None or np.isnan(pooled).any():
+            gp = np.multiply(dy, pooled > 0, dtype=pooled.dtype)
+            gy = pool_ops.max_pool_backward(gp, y, pooled, geom)
+            return stage.backward(gy, cache, own=True, need_dx=self._input_grad_needed)
+        dy = np.asarray(dy, dtype=pooled.dtype)
+        g = self._gradient_buffer(y)
+        taps = pool_ops._taps(geom)
+
+        def before(sl):  # route dy * (pooled > 0) to each window's first maximum, for these rows only
+            n0, n1 = sl.start // per_sample, sl.stop // per_sample
+            pb = pooled[n0:n1]
+            rest = np.multiply(dy[n0:n1], pb > 0, dtype=pb.dtype)
+            hit = np.empty(pb.shape, dtype=bool)
+            for t, tap in enumerate(taps):
+                index = (slice(n0, n1),) + tuple(slice(k, k + o * st, st) for k, o, st in
+                                                 zip(tap, geom.out_sizes, geom.strides))
+                dst = g[index]
+                np.equal(y[index], pb, out=hit)
+                np.multiply(rest, hit, out=dst)
+                if t < len(taps) - 1:
+                    rest -= dst
+
+        dz2 = stage.bn_backward(g.reshape(-1, g.shape[-1]), cache, own=True, before=before)
+        return stage.conv_backward(dz2, cache, need_dx=self._input_grad_needed)
+
+    def _gradient_buffer(self, y):
+        """The layer's gradient buffer shaped like ``y``, kept between steps (no fresh pages per step;
+        it never leaves the layer: the conv backward returns new arrays)."""
+        buf = getattr(self, "_gbuf", None)
+        if buf is None or buf.shape != y.shape or buf.dtype != y.dtype:
+            buf = np.empty_like(y)
+            self._gbuf = buf
+        return buf
 
 
 def max_pool_into(out: np.ndarray, x: np.ndarray, geom) -> None:

@@ -264,8 +264,11 @@ class ConvStage:
         return self.op.restore(y, x.shape)
 
     # ------------------------------------------------------------ training forward
-    def forward_train(self, x: np.ndarray):
-        """``(y, cache)``: the stage on the source parameters, BN on batch statistics."""
+    def forward_train(self, x: np.ndarray, after=None):
+        """``(y, cache)``: the stage on the source parameters, BN on batch statistics.
+
+        ``after(rows, y_rows)``, with a BN, is called on each block of rows of the BN's working view
+        (a slice) right after that block of ``y`` is written, while it is in cache."""
         op = self.op
         xv, geom, groups = op.prepare(x)
         xv = np.ascontiguousarray(xv)
@@ -285,7 +288,7 @@ class ConvStage:
                 pre, post = z2, act.forward(z2)
                 y2 = post
         else:
-            norm, y2 = self._bn_forward(z, z2)
+            norm, y2 = self._bn_forward(z, z2, after)
             xc = z2
             if self.relu:
                 post = y2
@@ -295,7 +298,7 @@ class ConvStage:
         cache = StageCache(xp, geom, groups, x.shape, zc.shape, xc, norm, pre, post)
         return y2.reshape(z.shape), cache
 
-    def _bn_forward(self, z: np.ndarray, z2: np.ndarray):
+    def _bn_forward(self, z: np.ndarray, z2: np.ndarray, after=None):
         """``(norm, y)``: BatchNormalization of ``z`` (``z`` becomes ``z - mean``), then ReLU when it is
         the stage's activation; the arithmetic of :meth:`BatchNormalization.forward` (its own blocked
         reductions), with one output array, on the layer's widened working view."""
@@ -339,6 +342,8 @@ class ConvStage:
                 np.maximum(yb, 0, out=yb)
             if meanw is not None:
                 zw[sl] -= meanw
+            if after is not None:
+                after(sl, y2)
 
         chan.blockwise(zw, block)
         return Norm(chan, inv, bn.trainable), y2
@@ -361,20 +366,25 @@ class ConvStage:
             dz2 = self.bn_backward(g2, cache, own)
         return self.conv_backward(dz2, cache, inner, need_dx=need_dx)
 
-    def bn_backward(self, g2: np.ndarray, cache: StageCache, own: bool, relu: bool = False) -> np.ndarray:
+    def bn_backward(self, g2: np.ndarray, cache: StageCache, own: bool, relu: bool = False,
+                    before=None) -> np.ndarray:
         """``dz`` from ``g`` (the gradient after the activation), BN grads added; in place when ``own``.
 
         With ``relu``, ``g2`` is the gradient *before* the ReLU and its derivative (``g * (y > 0)``)
         is applied block by block in the first pass. The arithmetic of :meth:`BatchNormalization.backward`
         (its own blocked sums), in two blocked passes over the layer's widened working view:
-        ``g``, ``dbeta = sum(g)`` and ``s = sum(g * xc)``, then ``dz = g * k + xc * a + b``."""
+        ``g``, ``dbeta = sum(g)`` and ``s = sum(g * xc)``, then ``dz = g * k + xc * a + b``.
+        ``before(rows)``, when given, writes each block of rows of ``g2`` (the buffer, owned) just
+        before it is summed: ``g`` is then computed, summed and rescaled while it is in cache."""
         norm = cache.norm
         if norm is None:
             return g2
         bn, chan, inv = self.bn, norm.channels, norm.inv
         out = g2 if own else np.empty_like(g2)
         gw, xcw, ow = chan.work(g2), chan.work(cache.xc), chan.work(out)
-        if relu:
+        if before is not None:
+            dbeta, s = chan.grad_sums(ow, xcw, before)
+        elif relu:
             postw = chan.work(cache.post)
 
             def before(sl):  # (runs on two threads: no shared scratch)
