@@ -275,6 +275,42 @@ def test_liveness_reuses_arrays_in_place_and_elides_padding(rng):
         _assert_close(compiled(x), model(x), "float32")
 
 
+@pytest.mark.parametrize("tiled", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_convolutions_write_grid_rows_into_the_next_zero_bordered_stage(rng, monkeypatch, dtype, tiled):
+    """A 3-channel stem (patches per block of rows) and a 3x3 per-tap convolution write their rows straight into
+    the zero-bordered stage of the next 3x3 convolution; the border they scribble on is zeroed before it is read."""
+    from fusenet.graph import _codegen
+
+    before = floatx()
+    set_floatx(dtype)
+    try:
+        model = _with_statistics(models.Sequential([
+            layers.Input((16, 16, 3)), layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem"),
+            layers.BatchNormalization(), layers.ReLU(), layers.Conv2D(16, 3, padding="same", activation="relu",
+                                                                     name="taps"),
+            layers.Conv2D(16, 3, padding="same", activation="tanh", name="last"), layers.GlobalAveragePooling2D(),
+            layers.Dense(3),
+        ]), rng)
+    finally:
+        set_floatx(before)
+    x = rng.normal(size=(6, 16, 16, 3)).astype(dtype)
+    model(x)
+    if tiled:
+        plan = graph.compile(model)._plan_for(x, False).inference
+        monkeypatch.setattr(_codegen, "TILE_BYTES", max(seg.per_sample for seg in plan.segments) * 2)
+    compiled = graph.compile(model)
+    for _ in range(2):  # the second call through the same arrays (borders written by the first)
+        _assert_close(compiled(x), model(x), dtype)
+        x = rng.normal(size=x.shape).astype(dtype) * 3
+    plan = compiled._last_plan.inference
+    memory = plan.function(6).memory
+    writers = sorted(plan.steps[plan.tensors[k].step_index].name for k in memory.bordered)
+    assert len(writers) == 2 and writers[1].startswith("taps") and not writers[0].startswith("last")
+    if tiled:
+        assert plan.segments[0].chunk(6) < 6
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("which", ["small_cnn", "functional_resnet"])
 def test_runs_of_per_sample_steps_go_over_the_batch_in_chunks(rng, monkeypatch, which, dtype):
