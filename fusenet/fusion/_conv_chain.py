@@ -13,7 +13,7 @@ from ..layers._conv_args import checked_geometry
 from ..layers.pooling import MaxPooling1D, MaxPooling2D, MaxPooling3D
 from .base import FusedLayer
 from ._conv_stage import act_epilogue, as_rows, parse_stages
-from ._conv_taps import bordered, conv_blocks, epilogue_of
+from ._conv_taps import bordered, conv_blocks, epilogue_of, zero_border
 
 __all__ = ["FusedConvBNActivation", "FusedConvBNActivationPool", "FusedDepthwiseSeparableBNActivation"]
 
@@ -108,8 +108,13 @@ class FusedConvBNActivationPool(_FusedConvChain):
     the pool, then the folded bias and ReLU on the pooled block (adding a per-channel bias commutes
     with max too), so the full-size map is never written; the pooled map is written into a
     zero-bordered buffer that a following 3x3 convolution reads as its padded input. Training: the
-    conv stage with batch statistics (without its activation), the pool, ReLU on the pooled map; the
-    backward routes ``dy * (pooled > 0)`` to each window's arg-max and runs the fused BN and conv backward.
+    conv stage with batch statistics (without its activation); when the pool windows tile the conv
+    output and the BN's blocks of rows hold whole samples, each block is pooled (and ReLU applied to the
+    pooled block) right after it is normalised, and the output is written into a zero-bordered buffer
+    (a following 3x3 conv reads it without padding it). The backward routes ``dy * (pooled > 0)`` to
+    each window's first maximum block by block inside the BN backward's first pass (the same blocks
+    and sums as the unfused BatchNormalization), then runs the conv backward; otherwise (or with NaN
+    in the pooled map) the pooling ops' separate passes.
     """
 
     pattern = "Conv -> [BatchNormalization] -> ReLU -> MaxPooling"
@@ -197,13 +202,14 @@ class FusedConvBNActivationPool(_FusedConvChain):
             if not arrays:
                 arrays["y"] = y2.reshape(shape)
                 arrays["pooled"] = np.empty((shape[0],) + geom.out_sizes + (shape[-1],), dtype=y2.dtype)
-                arrays["out"] = np.empty_like(arrays["pooled"])
+                arrays["buffer"], arrays["out"] = bordered(arrays["pooled"].shape, y2.dtype, zero=False)
             n0, n1 = sl.start // per_sample, sl.stop // per_sample
             block = arrays["pooled"][n0:n1]
             max_pool_into(block, arrays["y"][n0:n1], geom)
             np.maximum(block, 0, out=arrays["out"][n0:n1])
 
         y, cache = stage.forward_train(x, after=after)
+        zero_border(arrays["buffer"])  # the output is the interior: a following 3x3 conv reads the buffer unpadded
         pooled = arrays["pooled"]
         self._save_for_backward(True, cache, geom, y, pooled, per_sample)
         return arrays["out"]

@@ -50,7 +50,7 @@ from ..layers.core import Dense
 from ..layers.normalization import BatchNormalization
 from .dense import activation_of, is_plain_relu
 from .._parallel import split_run
-from ._conv_taps import conv_infer
+from ._conv_taps import conv_infer, padded_input
 from .folding import fold_batchnorm
 
 __all__ = []  # private module
@@ -271,8 +271,7 @@ class ConvStage:
         (a slice) right after that block of ``y`` is written, while it is in cache."""
         op = self.op
         xv, geom, groups = op.prepare(x)
-        xv = np.ascontiguousarray(xv)
-        xp = ops.pad_input(xv, geom)
+        xp = padded_input(xv, geom)  # the zero-bordered buffer x lives in (no copy), else a padded copy
         # the unfused conv's arithmetic (per-tap GEMMs or im2col GEMMs, as conv_forward decides), so
         # that BN sees the very same z
         zc = op.forward(xv, geom, groups, xp)
