@@ -301,6 +301,36 @@ def test_pool_runs_inside_the_batchnorm_blocks(rng, monkeypatch, dtype, block_ro
     assert plans and all(p == blocked for p in plans)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_training_pool_output_is_the_next_convs_padded_input(rng, monkeypatch, dtype):
+    """Training: the Conv-BN-ReLU-MaxPool layer writes its output into a zero-bordered buffer, and the
+    following 3x3 conv stage reads that buffer as its padded input (no pad_input copy); same numbers."""
+    from fusenet.layers import _conv_ops
+
+    def make():
+        return [layers.Conv2D(8, 3, padding="same", use_bias=False, dtype=dtype), layers.BatchNormalization(),
+                layers.ReLU(), layers.MaxPooling2D(2),
+                layers.Conv2D(8, 3, padding="same", use_bias=False, dtype=dtype), layers.BatchNormalization(),
+                layers.ReLU()]
+
+    x = rng.normal(size=(2, 16, 16, 3)).astype(dtype)
+    fused = check_fused_equals_unfused(make, x, True, FusedConvBNActivationPool)
+    assert [type(f) for f in fused] == [FusedConvBNActivationPool, FusedConvBNActivation]
+    padded = []
+    original = _conv_ops.pad_input
+    monkeypatch.setattr(_conv_ops, "pad_input", lambda a, geom: padded.append(a.shape) or original(a, geom))
+    y = fused[0](x, training=True)
+    geom = _conv_taps.ops.conv_geometry(y.shape[1:-1], (3, 3), (1, 1), (1, 1), "same")
+    assert not y.flags.c_contiguous and _conv_taps.padded_input(y, geom) is y.base
+    assert not np.any(y.base[:, 0]) and not np.any(y.base[:, -1]) and not np.any(y.base[:, :, 0])
+    assert not np.any(y.base[:, :, -1])
+    padded.clear()
+    fused[1](y, training=True)
+    assert padded == []
+    fused[1](np.ascontiguousarray(y), training=True)  # a plain array: padded as before
+    assert padded == [y.shape]
+
+
 def test_pool_with_nan_falls_back_to_the_exact_scan(rng):
     """A NaN in the pooled map: the backward takes the pooling ops' exact (PyTorch) arg-max scan."""
     def make():
