@@ -311,10 +311,15 @@ def test_convolutions_write_grid_rows_into_the_next_zero_bordered_stage(rng, mon
         assert plan.segments[0].chunk(6) < 6
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("which", ["small_cnn", "functional_resnet"])
-def test_runs_of_per_sample_steps_go_over_the_batch_in_chunks(rng, monkeypatch, which, dtype):
+def test_runs_of_per_sample_steps_go_over_the_batch_in_chunks(rng, monkeypatch, which, dtype, workers):
+    """Chunks of a tiled run in one lane (chunk threads off, the default) or two (one set of arrays per thread)."""
+    from fusenet import _parallel
     from fusenet.graph import _codegen
+
+    monkeypatch.setattr(_parallel, "CHUNK_WORKERS", workers)
 
     before = floatx()
     set_floatx(dtype)
@@ -341,7 +346,8 @@ def test_runs_of_per_sample_steps_go_over_the_batch_in_chunks(rng, monkeypatch, 
     assert seg.chunk(12) == 3 and seg.chunk(5) == 5 and seg.chunk(7) == 7  # a divisor, or no tiling
     memory = plan.function(12).memory
     inner = [memory.arrays[k] for k in seg.internal if k in memory.arrays]
-    lanes = _codegen.LANES
+    lanes = _codegen.lanes()
+    assert lanes == workers
     assert inner and all(a.shape[0] == 3 * lanes for a in inner)  # made and read inside the run: a chunk per lane
     runs = compiled._last_plan.inference.function(12).__globals__[seg.loop]
     assert len(runs) == lanes and sorted(r[0] for lane in runs for r in lane) == [0, 3, 6, 9]

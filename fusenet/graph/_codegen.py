@@ -19,6 +19,7 @@ import re
 
 import numpy as np
 
+from .. import _parallel
 from .._parallel import run_chunks
 from ._lowering import AddStep, AffineStep, ConvStep, MaxPoolStep, ReluStep, Tensor, internal_tensors, lower_node
 from ._memory import MemoryPlan, _Pool
@@ -71,12 +72,21 @@ def _own(value, storages):
 # ---------------------------------------------------------------- tiled segments
 #: the steps that work sample by sample into planned arrays, so that a run of them can go over the batch in chunks
 _TILEABLE = (ConvStep, ReluStep, AffineStep, MaxPoolStep, AddStep)
-#: the bytes per chunk of a tiled run (the largest working set of one of its steps): well inside the 4 MB L2 of a
-#: core (reference cnn at 2 threads: chunks of 4 and 8 samples ran 165 and 139 ms where the whole batch took 214;
-#: with 8 the plan holds 13.6 MiB, with 4 7.4 MiB)
-TILE_BYTES = 3 << 19
-#: threads sharing out the chunks of a tiled run (each with its own set of the run's arrays)
+#: the bytes per chunk of a tiled run (the largest working set of one of its steps). With the chunks run serially
+#: on NumPy's two-thread OpenBLAS, larger GEMMs win over a chunk in L2: reference cnn at batch 64 (one lane),
+#: chunks of 4, 8, 16 samples and the whole batch ran 0.94-0.99x, 1.02x, 1.05-1.06x and 1.07x the speed of the
+#: fused model, the plan holding 3.8, 6.0, 9.2 and 14.3 MiB: 16 samples (6 MB) keep it within half the memory
+#: of interpreted inference (26 MiB)
+TILE_BYTES = 6 << 20
+#: threads sharing out the chunks of a tiled run (each with its own set of the run's arrays), at most
+#: :data:`fusenet._parallel.CHUNK_WORKERS` when the plan is bound (one lane when the chunks run serially: one set
+#: of arrays, half the memory of two)
 LANES = 2
+
+
+def lanes() -> int:
+    """The lanes a tiled run gets when a plan is bound now: :data:`LANES`, at most the chunk threads allowed."""
+    return max(1, min(LANES, _parallel.CHUNK_WORKERS))
 
 
 class _Segment:
@@ -345,7 +355,7 @@ class InferencePlan:
         chunks = []
         for seg in self.segments:
             chunk = seg.chunk(batch)
-            chunks.append((seg, chunk, min(LANES, batch // chunk)))
+            chunks.append((seg, chunk, min(lanes(), batch // chunk)))
         return chunks, [(seg.start, seg.stop, c, seg.internal, lanes) for seg, c, lanes in chunks if c < batch]
 
     def _bind(self, batch):
