@@ -331,6 +331,37 @@ def test_training_pool_output_is_the_next_convs_padded_input(rng, monkeypatch, d
     assert padded == [y.shape]
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block_rows, bordered", [(4, True), (3, False)], ids=["sample_blocks", "split_samples"])
+def test_training_conv_bn_relu_output_is_the_next_convs_padded_input(rng, monkeypatch, dtype, block_rows, bordered):
+    """Training: Conv-BN-ReLU writes its output into a zero-bordered buffer when the BN's blocks hold
+    whole samples (else a plain array, as before); the next 3x3 conv stage reads the buffer without
+    padding it; the numbers are the unfused ones either way."""
+    from fusenet.layers import _conv_ops, normalization
+
+    monkeypatch.setattr(normalization, "BLOCK_BYTES", block_rows * 2048 * np.dtype(dtype).itemsize)
+
+    def make():
+        return [layers.Conv2D(8, 3, padding="same", use_bias=False, dtype=dtype), layers.BatchNormalization(),
+                layers.ReLU(), layers.Conv2D(8, 3, padding="same", use_bias=False, dtype=dtype),
+                layers.BatchNormalization(), layers.ReLU(), layers.MaxPooling2D(2)]
+
+    x = rng.normal(size=(2, 32, 32, 3)).astype(dtype)
+    fused = check_fused_equals_unfused(make, x, True, FusedConvBNActivation)
+    assert [type(f) for f in fused] == [FusedConvBNActivation, FusedConvBNActivationPool]
+    padded = []
+    original = _conv_ops.pad_input
+    monkeypatch.setattr(_conv_ops, "pad_input", lambda a, geom: padded.append(a.shape) or original(a, geom))
+    y = fused[0](x, training=True)
+    padded.clear()
+    fused[1](y, training=True)
+    if bordered:
+        assert not y.flags.c_contiguous and not np.any(y.base[:, 0]) and not np.any(y.base[:, :, -1])
+        assert padded == []
+    else:
+        assert y.flags.c_contiguous and padded == [y.shape]
+
+
 def test_pool_with_nan_falls_back_to_the_exact_scan(rng):
     """A NaN in the pooled map: the backward takes the pooling ops' exact (PyTorch) arg-max scan."""
     def make():

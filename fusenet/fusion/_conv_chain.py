@@ -56,8 +56,10 @@ class _FusedConvChain(FusedLayer):
             self._save_for_backward(False)
             return self._inference(x)
         caches = []
-        for stage in self.stages:
-            x, cache = stage.forward_train(x)
+        last = len(self.stages) - 1
+        for i, stage in enumerate(self.stages):
+            done = stage.forward_train_bordered(x) if i == last and type(self) is FusedConvBNActivation else None
+            x, cache = done if done is not None else stage.forward_train(x)
             caches.append(cache)
         self._save_for_backward(True, caches)
         return x
@@ -86,7 +88,10 @@ class FusedConvBNActivation(_FusedConvChain):
     returns a strided view), others as im2col GEMMs over cache-sized chunks. Training: the unfused
     conv, the BN statistics and one blocked normalise-and-activate pass with BatchNormalization's own
     arithmetic, and one fused backward (activation derivative, BN backward and conv backward over one
-    gradient buffer; the input gradient as per-tap GEMMs where they apply).
+    gradient buffer; the input gradient as per-tap GEMMs where they apply). With a BN and ReLU, when
+    the BN's blocks of rows hold whole samples, each normalised block is written straight into a
+    zero-bordered output buffer (a following 3x3 conv reads it unpadded) and the backward reads
+    ReLU's mask off that output, sample block by sample block.
     """
 
     pattern = "Conv1D/Conv2D/Conv3D/DepthwiseConv2D -> [BatchNormalization] -> [activation]"

@@ -50,7 +50,7 @@ from ..layers.core import Dense
 from ..layers.normalization import BatchNormalization
 from .dense import activation_of, is_plain_relu
 from .._parallel import split_run
-from ._conv_taps import conv_infer, padded_input
+from ._conv_taps import bordered, conv_infer, padded_input, zero_border
 from .folding import fold_batchnorm
 
 __all__ = []  # private module
@@ -229,7 +229,8 @@ class StageCache:
     xc: np.ndarray | None  # rows of z - mean (only with a BN)
     norm: Norm | None
     pre: np.ndarray | None  # activation input rows (only for activations other than ReLU)
-    post: np.ndarray | None  # activation output rows
+    post: np.ndarray | None  # activation output rows (or the bordered output, see ``rows_per_sample``)
+    rows_per_sample: int | None = None  # set when ``post`` is a bordered buffer's interior (samples, not rows)
 
 
 # ---------------------------------------------------------------- the stage
@@ -264,7 +265,40 @@ class ConvStage:
         return self.op.restore(y, x.shape)
 
     # ------------------------------------------------------------ training forward
-    def forward_train(self, x: np.ndarray, after=None):
+    def sample_rows(self, shape) -> int | None:
+        """Working rows of the BN per sample when every block of the BN's blocked passes holds whole
+        samples of the conv output ``shape`` (channels last, batch first), else ``None``."""
+        chan = self.bn._channels(tuple(shape)) if self.bn is not None else None
+        if chan is None or not chan.rep:
+            return None
+        pixels = int(np.prod(shape[1:-1]))
+        if pixels % chan.rep:
+            return None
+        per_sample = pixels // chan.rep
+        blocks = chan.row_blocks(np.broadcast_to(np.zeros(1, dtype=self.op.kernel().dtype), chan.wide))
+        if any(sl.start % per_sample or sl.stop % per_sample for sl in blocks):
+            return None
+        return per_sample
+
+    def forward_train_bordered(self, x: np.ndarray):
+        """:meth:`forward_train` for a stage with a BN and ReLU, its output written block by block
+        straight into a zero-bordered buffer (:func:`~._conv_taps.bordered`, which a following 3x3
+        conv reads as its padded input); ``(interior, cache)``, or ``None`` when the BN's blocks do
+        not hold whole samples (then nothing was computed)."""
+        op = self.op
+        if self.bn is None or not self.relu or op.kind != "conv":
+            return None
+        xv, geom, _ = op.prepare(x)
+        shape = (x.shape[0],) + geom.out_sizes + (op.kernel().shape[-1],)
+        per_sample = self.sample_rows(shape)
+        if per_sample is None:
+            return None
+        buffer, interior = bordered(shape, op.kernel().dtype, zero=False)
+        y, cache = self.forward_train(x, into=(interior, per_sample))
+        zero_border(buffer)
+        return y, cache
+
+    def forward_train(self, x: np.ndarray, after=None, into=None):
         """``(y, cache)``: the stage on the source parameters, BN on batch statistics.
 
         ``after(rows, y_rows)``, with a BN, is called on each block of rows of the BN's working view
@@ -287,8 +321,11 @@ class ConvStage:
                 pre, post = z2, act.forward(z2)
                 y2 = post
         else:
-            norm, y2 = self._bn_forward(z, z2, after)
+            norm, y2 = self._bn_forward(z, z2, after, into)
             xc = z2
+            if into is not None:  # y is the bordered interior; the backward reads ReLU's mask off it
+                cache = StageCache(xp, geom, groups, x.shape, zc.shape, xc, norm, None, into[0], into[1])
+                return into[0], cache
             if self.relu:
                 post = y2
             elif act is not None:
@@ -297,7 +334,7 @@ class ConvStage:
         cache = StageCache(xp, geom, groups, x.shape, zc.shape, xc, norm, pre, post)
         return y2.reshape(z.shape), cache
 
-    def _bn_forward(self, z: np.ndarray, z2: np.ndarray, after=None):
+    def _bn_forward(self, z: np.ndarray, z2: np.ndarray, after=None, into=None):
         """``(norm, y)``: BatchNormalization of ``z`` (``z`` becomes ``z - mean``), then ReLU when it is
         the stage's activation; the arithmetic of :meth:`BatchNormalization.forward` (its own blocked
         reductions), with one output array, on the layer's widened working view."""
@@ -325,22 +362,28 @@ class ConvStage:
             shift = -mean * k
             if bn.center:
                 shift += beta
-        y2 = np.empty_like(z2)
-        yw = chan.work(y2)
+        if into is None:
+            y2 = np.empty_like(z2)
+            yw = chan.work(y2)
+        else:  # each block computed in cache, then copied into its samples of the bordered interior
+            y2, yw = None, None
+            interior, per_sample = into
         kw = chan.param(k)
         shiftw = None if shift is None else chan.param(shift)
         meanw = None if bn.trainable else chan.param(mean)
         relu = self.relu
 
         def block(sl):
-            yb = yw[sl]
-            np.multiply(zw[sl], kw, out=yb)
+            yb = np.multiply(zw[sl], kw) if yw is None else np.multiply(zw[sl], kw, out=yw[sl])
             if shiftw is not None:
                 yb += shiftw
             if relu:
                 np.maximum(yb, 0, out=yb)
             if meanw is not None:
                 zw[sl] -= meanw
+            if yw is None:
+                n0, n1 = sl.start // per_sample, sl.stop // per_sample
+                interior[n0:n1] = yb.reshape((n1 - n0,) + interior.shape[1:])
             if after is not None:
                 after(sl, y2)
 
@@ -383,6 +426,15 @@ class ConvStage:
         gw, xcw, ow = chan.work(g2), chan.work(cache.xc), chan.work(out)
         if before is not None:
             dbeta, s = chan.grad_sums(ow, xcw, before)
+        elif relu and cache.rows_per_sample is not None:  # the output is a bordered interior: by samples
+            post, per_sample = cache.post, cache.rows_per_sample
+
+            def before(sl):
+                n0, n1 = sl.start // per_sample, sl.stop // per_sample
+                np.multiply(gw[sl], (post[n0:n1] > 0).reshape(sl.stop - sl.start, -1), out=ow[sl])
+
+            dbeta, s = chan.grad_sums(ow, xcw, before)
+            gw = ow
         elif relu:
             postw = chan.work(cache.post)
 
