@@ -187,6 +187,12 @@ class ConvSpec:
             return True
         return any(r0 != 0 or r1 != self.geom.out_sizes[0] for _, _, r0, r1 in self._im2col_chunks(batch))
 
+    def _tap_step(self, batch) -> int:
+        """Samples per block of the per-tap path: about :data:`BLOCK_ROWS` grid rows, the blocks evened out."""
+        step = max(1, BLOCK_ROWS // self.per_sample)
+        count = -(-max(batch, 1) // step)
+        return -(-max(batch, 1) // count)
+
     def _border_blocks(self, batch) -> list:
         """``[(q0, q1)]``: the blocks of grid rows of the bordered path (about :data:`BLOCK_ROWS` each)."""
         total = batch * self.per_sample
@@ -213,7 +219,7 @@ class ConvSpec:
         if full_conv:  # the whole convolution output, then the pool
             ws["conv"] = ((batch,) + self.conv_shape[1:], dt)
         if self.method == "taps":
-            step = max(1, BLOCK_ROWS // self.per_sample)
+            step = self._tap_step(batch)
             ws["block"] = ((min(step, max(batch, 1)) * self.per_sample, f), dt)
             scratch = None if self.pool is None else self.pool.scratch_shape(
                 (min(step, max(batch, 1)),) + self.conv_shape[1:])
@@ -261,7 +267,7 @@ class ConvRunner:
             per_sample = spec.per_sample
             rows_x = xp.reshape(batch * per_sample, spec.channels)
             last_row = batch * per_sample - max(spec.offsets)
-            step = max(1, BLOCK_ROWS // per_sample)
+            step = spec._tap_step(batch)
             buf = ws["block"]
             valid_index = (slice(None),) + tuple(slice(0, o) for o in spec.geom.out_sizes)
             shape = tuple(spec.geom.spans) + (spec.filters,)
