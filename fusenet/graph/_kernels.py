@@ -166,6 +166,8 @@ class ConvSpec:
             w = self.kernel.reshape(len(taps), self.channels, self.filters)
             self.w_taps = [w[t] for t in range(len(taps))]  # (C, F), contiguous
             self.w_narrow = self.kernel.reshape(len(taps) * self.channels, self.filters)
+            if self.bias is not None:  # the bias as one more row, times a column of ones in the patches
+                self.w_narrow = np.concatenate([self.w_narrow, self.bias.reshape(1, -1)])
             self.per_sample = math.prod(spans)
             self.pitch = pitch
         if self.method == "depthwise":
@@ -348,26 +350,34 @@ class ConvRunner:
             strides = ((c * item,) + tuple(da * pa * c * item for da, pa in zip(d[:-1], spec.pitch[:-1]))
                        + inner_strides)
             patches = np.ndarray(shape, dtype=unit, buffer=xp, strides=strides)
-            cols = ws["cols"]
+            cols = ws["cols"]  # (rows, taps * C [+ 1: the ones that multiply the bias row of the kernel])
+            width, patch = cols.shape[1], geom.taps * c
             gemms.add(cols, 0, spec.w_narrow)
+            inner_shape = shape[1:]
+            unit_strides = tuple(math.prod(inner_shape[a + 1:]) * unit.itemsize for a in range(len(inner_shape)))
             for q0, q1 in spec._border_blocks(batch):
                 m = q1 - q0
-                blocks.append((cols[:m].view(unit).reshape((m,) + shape[1:]), patches[q0:q1], 0, m,
-                               rows_y[q0 + lead:q1 + lead]))
+                dst = np.ndarray((m,) + inner_shape, dtype=unit, buffer=cols, strides=(width * item,) + unit_strides)
+                ones = cols[:m, patch] if width > patch else None
+                blocks.append((dst, patches[q0:q1], ones, 0, m, rows_y[q0 + lead:q1 + lead]))
+            self._bias = None  # in the GEMM
         else:
             rows_x = xp.reshape(total, c)
             for w, off in zip(spec.w_taps, spec.offsets):
                 gemms.add(rows_x, off, w)
             for q0, q1 in spec._border_blocks(batch):
-                blocks.append((None, None, q0, q1, rows_y[q0 + lead:q1 + lead]))
+                blocks.append((None, None, None, q0, q1, rows_y[q0 + lead:q1 + lead]))
+            self._bias = spec.bias
         self._blocks, self._gemms = blocks, gemms
         self._run = self._run_bordered
 
     def _run_bordered(self):
-        run, bias, epilogue = self._gemms.run, self.spec.bias, self.spec.epilogue
-        for dst, src, q0, q1, out in self._blocks:
+        run, bias, epilogue = self._gemms.run, self._bias, self.spec.epilogue
+        for dst, src, ones, q0, q1, out in self._blocks:
             if dst is not None:
                 np.copyto(dst, src)  # the patches of these rows, in cache
+                if ones is not None:
+                    ones.fill(1)
             run(q0, q1, out)
             if bias is not None:
                 np.add(out, bias, out=out)
