@@ -11,7 +11,11 @@ A convolution reads a *staged* input: ``(batch, *spans, channels)`` with the pad
 around the input (:func:`~fusenet.layers._conv_ops.pad_input`'s layout). The stage is either the
 input buffer itself (no padding), or a workspace into which the runner copies its input and
 whose border it zeroes, or -- when the producer of the input can write into a strided view --
-the producer writes straight into the stage's interior and the copy disappears.
+the producer writes straight into the stage's interior and the copy disappears. When that stage is
+the zero-bordered grid of the producer's own padded input (3x3 "same" chains: per-tap GEMMs and the
+few-channel stem), the producer writes whole grid rows into it, as
+:func:`fusenet.fusion._conv_taps.bordered_gemms` does: no scratch block and no copy; the values computed
+past the output land on the border, which the reading convolution zeroes before it runs.
 """
 
 from __future__ import annotations
