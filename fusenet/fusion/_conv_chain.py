@@ -175,16 +175,8 @@ class FusedConvBNActivationPool(_FusedConvChain):
         if (any(geom.pad_before) or geom.strides != geom.kernel_sizes
                 or any(o * k != n for o, k, n in zip(geom.out_sizes, geom.kernel_sizes, geom.in_sizes))):
             return None
-        chan = stage.bn._channels(shape)
-        if not chan.rep:
-            return None
-        pixels = math.prod(cgeom.out_sizes)
-        if pixels % chan.rep:
-            return None
-        per_sample = pixels // chan.rep
-        dtype = np.result_type(x.dtype, op.kernel().dtype)
-        blocks = chan.row_blocks(np.broadcast_to(np.zeros(1, dtype=dtype), chan.wide))  # shapes only
-        if any(sl.start % per_sample or (sl.stop % per_sample) for sl in blocks):
+        per_sample = stage.sample_rows(shape)
+        if per_sample is None:
             return None
         return geom, per_sample, shape
 
