@@ -46,7 +46,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ..layers.base import Layer
+from ..layers.base import Layer, input_gradients_unused
 from ..utils import check_numeric, check_positive_int
 from ._codegen import InferencePlan, TrainingPlan
 from ._graph import TensorSpec, TraceError
@@ -311,19 +311,13 @@ class CompiledModel:
         """:meth:`backward` in a training step: the layers that read the model's inputs are told that their
         input gradient goes nowhere (``Layer._input_grad_needed``), as the interpreted training step does."""
         plan = self._last_training_plan
-        skipped = []
+        readers = []
         if plan is not None:
             inputs = {node.id for node in plan.graph.input_nodes}
-            skipped = [node.layer for node in plan.graph.layer_nodes
-                       if not node.multi_input and node.inputs and node.inputs[0][0] in inputs
-                       and node.layer._input_grad_needed]
-        for layer in skipped:
-            layer._input_grad_needed = False
-        try:
+            readers = [node.layer for node in plan.graph.layer_nodes
+                       if not node.multi_input and node.inputs and node.inputs[0][0] in inputs]
+        with input_gradients_unused(readers):
             return self.backward(dy)
-        finally:
-            for layer in skipped:
-                layer._input_grad_needed = True
 
     # ------------------------------------------------------------ the cache
     def cache_info(self) -> CacheInfo:
