@@ -226,15 +226,7 @@ class FusedConvBNActivationPool(_FusedConvChain):
             n0, n1 = sl.start // per_sample, sl.stop // per_sample
             pb = pooled[n0:n1]
             rest = np.multiply(dy[n0:n1], pb > 0, dtype=pb.dtype)
-            hit = np.empty(pb.shape, dtype=bool)
-            for t, tap in enumerate(taps):
-                index = (slice(n0, n1),) + tuple(slice(k, k + o * st, st) for k, o, st in
-                                                 zip(tap, geom.out_sizes, geom.strides))
-                dst = g[index]
-                np.equal(y[index], pb, out=hit)
-                np.multiply(rest, hit, out=dst)
-                if t < len(taps) - 1:
-                    rest -= dst
+            pool_ops.route_to_first_max(g, y, pb, rest, np.empty(pb.shape, dtype=bool), n0, n1, taps, geom)
 
         dz2 = stage.bn_backward(g.reshape(-1, g.shape[-1]), cache, own=True, before=before)
         return stage.conv_backward(dz2, cache, need_dx=self._input_grad_needed)

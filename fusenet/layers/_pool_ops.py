@@ -113,6 +113,20 @@ def _tiles(geom: ConvGeometry) -> bool:
             and all(o * k <= n for o, k, n in zip(geom.out_sizes, geom.kernel_sizes, geom.in_sizes)))
 
 
+def route_to_first_max(dx, x, pooled, rest, hit, n0: int, n1: int, taps, geom) -> None:
+    """Samples ``n0:n1`` of a tiling max pool's backward: ``rest`` (the pooled gradient of those samples,
+    consumed) goes to the first maximum of each window of ``x`` (``pooled`` its window maxima), in
+    window-tap order, written into ``dx``; ``hit`` is boolean scratch of ``rest``'s shape. Each window
+    position of ``dx`` is written once (the windows tile the input), so no zero fill is needed."""
+    for t, tap in enumerate(taps):
+        index = (slice(n0, n1),) + tuple(slice(k, k + o * s, s) for k, o, s in zip(tap, geom.out_sizes, geom.strides))
+        dst = dx[index]
+        np.equal(x[index], pooled, out=hit)
+        np.multiply(rest, hit, out=dst)
+        if t < len(taps) - 1:
+            rest -= dst
+
+
 def _max_pool_backward_tiles(dy: np.ndarray, x: np.ndarray, y: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """:func:`max_pool_backward` for tiling windows, by blocks of samples: per window tap,
     ``dx_tap = rest * (x_tap == y)`` then ``rest -= dx_tap`` (``rest`` starts as ``dy`` and becomes 0
@@ -136,15 +150,7 @@ def _max_pool_backward_tiles(dy: np.ndarray, x: np.ndarray, y: np.ndarray, geom:
             n1 = min(n0 + step, batch)
             rest, hit = rest_buf[:n1 - n0], hit_buf[:n1 - n0]
             np.copyto(rest, dy[n0:n1])
-            yb = y[n0:n1]
-            for t, tap in enumerate(taps):
-                index = (slice(n0, n1),) + tuple(slice(k, k + o * s, s) for k, o, s in
-                                                 zip(tap, geom.out_sizes, geom.strides))
-                dst = dx[index]
-                np.equal(x[index], yb, out=hit)
-                np.multiply(rest, hit, out=dst)
-                if t < len(taps) - 1:
-                    rest -= dst
+            route_to_first_max(dx, x, y[n0:n1], rest, hit, n0, n1, taps, geom)
 
     split_run(run, -(-batch // step))
     return dx
