@@ -223,18 +223,24 @@ def test_chained_convolutions_share_zero_bordered_buffers(rng, monkeypatch, dtyp
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tap_gemm_with_scipy_blas(rng, monkeypatch, dtype):
-    """Without NumPy's own BLAS at hand the per-tap GEMMs go through scipy.linalg.blas: same numbers."""
+    """Without NumPy's own BLAS at hand the per-tap GEMMs (fused inference, and the layers' forward and
+    input gradient) go through scipy.linalg.blas: same numbers."""
     from fusenet import _blas
-
     from fusenet.layers import _conv_ops as ops
+    from fusenet.layers import _conv_taps_ops as taps_ops
 
     x = rng.normal(size=(3, 7, 6, 16)).astype(dtype)
     kernel = rng.normal(size=(3, 3, 16, 5)).astype(dtype)
     geom = ops.conv_geometry((7, 6), (3, 3), (1, 1), (1, 1), "same")
     dy = rng.normal(size=(3, 7, 6, 5)).astype(dtype)
-    expected = (_conv_taps.tap_conv_forward(x, kernel, geom), _conv_taps.tap_conv_input_grad(dy, kernel, geom, x.shape))
+
+    def run():
+        return (_conv_taps.tap_conv_forward(x, kernel, geom), taps_ops.tap_input_grad(dy, kernel, geom))
+
+    expected = run()
     monkeypatch.setattr(_conv_taps, "gemm", _blas.scipy_gemm)
-    got = (_conv_taps.tap_conv_forward(x, kernel, geom), _conv_taps.tap_conv_input_grad(dy, kernel, geom, x.shape))
+    monkeypatch.setattr(taps_ops, "gemm", _blas.scipy_gemm)
+    got = run()
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, **tol)

@@ -61,8 +61,9 @@ import weakref
 import numpy as np
 
 from .._blas import _CBLAS, GEMM_DTYPES, gemm, numpy_gemm
-from ..layers import _conv_ops as ops
 from .._parallel import run_chunks, worker_count
+from ..layers import _conv_ops as ops
+from ..layers._conv_taps_ops import tap_offsets
 
 __all__ = []  # private module
 
@@ -132,12 +133,6 @@ def padded_input(x: np.ndarray, geom) -> np.ndarray:
     if base is not None and geom.pad_before == (1,) * geom.rank and tuple(geom.spans) == base.shape[1:-1]:
         return base
     return ops.pad_input(np.ascontiguousarray(x), geom)
-
-
-def _offsets(geom, spans):
-    pitch = [math.prod(spans[a + 1:]) for a in range(len(spans))]
-    taps = itertools.product(*(range(k) for k in geom.kernel_sizes))
-    return [sum(k * d * p for k, d, p in zip(tap, geom.dilations, pitch)) for tap in taps], pitch
 
 
 # ---------------------------------------------------------------- accumulating GEMMs on row-offset views
@@ -313,7 +308,7 @@ def tap_conv(x: np.ndarray, kernel: np.ndarray, geom, finish, xp=None, block_row
     spans = xp.shape[1:-1]
     per_sample = math.prod(spans)
     rows_x = xp.reshape(n * per_sample, channels)
-    offsets, _ = _offsets(geom, spans)
+    offsets = tap_offsets(geom, spans)
     last_row = n * per_sample - max(offsets)  # rows past this would read past the input (never valid outputs)
     gemms = TapGemms(filters, x.dtype)
     gemms.add_taps(rows_x, offsets, _kernel_taps(kernel, x.dtype))
@@ -419,7 +414,7 @@ def tap_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epilog
     xp = np.ascontiguousarray(padded_input(x, geom))
     spans = xp.shape[1:-1]
     rows_x = xp.reshape(n * math.prod(spans), channels)
-    offsets, _ = _offsets(geom, spans)
+    offsets = tap_offsets(geom, spans)
     gemms = TapGemms(filters, x.dtype)
     gemms.add_taps(rows_x, offsets, _kernel_taps(kernel, x.dtype))
     for src, off, w, col in extra:
@@ -575,7 +570,8 @@ def narrow_conv_bordered(x: np.ndarray, kernel: np.ndarray, geom, bias=None, epi
     xp = np.ascontiguousarray(padded_input(x, geom))
     spans = xp.shape[1:-1]
     total = n * math.prod(spans)
-    offsets, pitch = _offsets(geom, spans)
+    offsets = tap_offsets(geom, spans)
+    pitch = [math.prod(spans[a + 1:]) for a in range(len(spans))]
     max_off = max(offsets)
     item = xp.itemsize
     k, d = geom.kernel_sizes, geom.dilations
@@ -662,33 +658,3 @@ def conv_blocks(x: np.ndarray, kernel: np.ndarray, geom, groups: int, finish) ->
         return
     finish(ops.conv_forward(x, kernel, geom, groups, xp=im2col_input(x, geom), chunk_bytes=IM2COL_CHUNK_BYTES),
            0, x.shape[0])
-
-
-def tap_conv_input_grad(dy: np.ndarray, kernel: np.ndarray, geom, x_shape, block_rows: int | None = None) -> np.ndarray:
-    """``dx`` of a stride-1 convolution (groups 1) from ``dy`` (``(n, *out_sizes, F)``): the adjoint of
-    :func:`tap_conv`, also one accumulating GEMM per kernel tap on row-offset views.
-
-    ``dy`` is placed on the padded grid (zeros elsewhere, ``max(off)`` zero rows in front) as ``G``;
-    then the gradient of the padded input is ``dXp[p] = sum_k G[p - off(k)] @ kernel[k]^T`` and ``dx``
-    its interior (the padding positions are dropped).
-    """
-    n, filters = dy.shape[0], dy.shape[-1]
-    channels = kernel.shape[-2]
-    spans = geom.spans
-    per_sample = math.prod(spans)
-    offsets, _ = _offsets(geom, spans)
-    lead = max(offsets)
-    total = n * per_sample
-    grid = np.zeros((lead + total, filters), dtype=dy.dtype)
-    valid_index = (slice(None),) + tuple(slice(0, o) for o in geom.out_sizes)
-    grid[lead:].reshape((n,) + tuple(spans) + (filters,))[valid_index] = dy
-    w = np.ascontiguousarray(kernel.astype(dy.dtype, copy=False)).reshape(len(offsets), channels, filters)
-    dxp = np.empty((total, channels), dtype=dy.dtype)
-    step = BLOCK_ROWS if block_rows is None else block_rows
-    for p0 in range(0, total, step):
-        p1 = min(p0 + step, total)
-        out = dxp[p0:p1]
-        for t, off in enumerate(offsets):
-            gemm(grid[lead + p0 - off:lead + p1 - off], w[t], out, 0.0 if t == 0 else 1.0, trans_b=True)
-    interior = (slice(None),) + tuple(slice(p, p + size) for p, size in zip(geom.pad_before, x_shape[1:-1]))
-    return np.ascontiguousarray(dxp.reshape((n,) + tuple(spans) + (channels,))[interior])
