@@ -39,11 +39,9 @@ behind a second BLAS thread. Run::
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +49,13 @@ import numpy as np
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, _ROOT)
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 import fusenet.autodiff as ad  # noqa: E402
 from fusenet import layers, losses, models, optimizers  # noqa: E402
+from measure import peak_bytes, ratio  # noqa: E402
 
 try:
     import pytest
@@ -130,22 +132,6 @@ def interleaved(calls: dict, rounds: int, warmup: int = 20) -> dict:
             calls[n]()
             times[n].append(clock() - start)
     return times
-
-
-def ratio(times: dict, a: str, b: str) -> float:
-    """The median of the per-round ratios ``a / b``."""
-    return float(np.median(np.asarray(times[a]) / np.asarray(times[b])))
-
-
-def peak_bytes(fn) -> int:
-    """The ``tracemalloc`` peak of one call of ``fn`` (call it once before: steady state)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def _blas() -> str:

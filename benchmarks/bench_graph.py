@@ -34,7 +34,6 @@ import gc
 import os
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,7 @@ _HERE = Path(__file__).resolve().parent
 if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 import reference_models as rm  # noqa: E402
+from measure import peak_bytes, ratio  # noqa: E402
 from fusenet import graph  # noqa: E402
 
 try:
@@ -97,22 +97,6 @@ def interleaved(calls: dict, rounds: int):
             calls[n]()
             times[n].append(time.perf_counter() - start)
     return {n: float(np.median(t)) * 1e3 for n, t in times.items()}, times
-
-
-def ratio(times, a, b) -> float:
-    """The median of the per-round ratios ``a / b``."""
-    return float(np.median(np.array(times[a]) / np.array(times[b])))
-
-
-def peak_bytes(fn) -> int:
-    """Peak traced memory of one call of ``fn``."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def memory_row(name="cnn"):

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 import reference_models as rm  # noqa: E402
+from measure import ratio  # noqa: E402
 
 __all__ = ["main", "run_case", "format_table"]
 
@@ -127,12 +128,6 @@ def _ms(seconds) -> float:
     return statistics.median(seconds) * 1e3
 
 
-def _ratio(times, a, b) -> float:
-    """Median over the rounds of ``time(a) / time(b)`` within one round (the runs of a round are
-    seconds apart, so a slow spell of a busy machine affects both sides of each ratio)."""
-    return statistics.median(x / y for x, y in zip(times[a], times[b]))
-
-
 def format_table(results: dict) -> str:
     """The markdown table of ``{(model, mode): {label: [seconds]}}``: median times, and ratios as medians
     of the per-round ratios."""
@@ -146,9 +141,9 @@ def format_table(results: dict) -> str:
         torch_ms = _ms(times["torch"]) if "torch" in times else None
         mode_label = "eval" if mode == "eval" else "train step"
         cells = [f"{name} · {mode_label}", "–" if torch_ms is None else f"{torch_ms:.2f}", f"{unfused:.2f}",
-                 f"{fused:.2f}", "–" if torch_ms is None else f"{_ratio(times, 'fusenet', 'torch'):.2f}x",
-                 "–" if torch_ms is None else f"{_ratio(times, 'fused', 'torch'):.2f}x",
-                 f"{_ratio(times, 'fusenet', 'fused'):.2f}x"]
+                 f"{fused:.2f}", "–" if torch_ms is None else f"{ratio(times, 'fusenet', 'torch'):.2f}x",
+                 "–" if torch_ms is None else f"{ratio(times, 'fused', 'torch'):.2f}x",
+                 f"{ratio(times, 'fusenet', 'fused'):.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
