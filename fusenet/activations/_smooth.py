@@ -103,6 +103,20 @@ def _phi_block(zb: np.ndarray, t: np.ndarray, xx: np.ndarray, p: np.ndarray, q: 
     p += np.float32(0.5)  # Phi(z)
 
 
+def _phi_blocks(flat: np.ndarray):
+    """For each cache-sized block of the 1-D float32 ``flat``: ``(start, block, p, t, q)`` with
+    ``p = Phi(block)`` (:func:`_phi_block`) and ``t``, ``q`` scratch of the block's size, the four
+    temporaries allocated once and reused."""
+    size = min(_GELU_BLOCK, flat.size)
+    t_buf, xx_buf, p_buf, q_buf = (np.empty(size, dtype=np.float32) for _ in range(4))
+    for start in range(0, flat.size, _GELU_BLOCK):
+        block = flat[start:start + _GELU_BLOCK]
+        m = block.size
+        t, p, q = t_buf[:m], p_buf[:m], q_buf[:m]
+        _phi_block(block, t, xx_buf[:m], p, q)
+        yield start, block, p, t, q
+
+
 def gelu_float32_inplace(z: np.ndarray) -> np.ndarray:
     """``z <- gelu(z)`` for a C-contiguous float32 array, in place: ``z * (1/2 + erf(z / sqrt(2)) / 2)``
     with :func:`erf_float32`'s rational erf (its coefficients rescaled for the argument ``z`` and the
@@ -110,15 +124,7 @@ def gelu_float32_inplace(z: np.ndarray) -> np.ndarray:
     temporaries: 26 passes over each block. ``|error| < 1.3e-6`` and ``< 2.7e-7 * max(1, |z|)``
     against the exact GELU. This is exactly (bit for bit) how :class:`GELU` computes float32, so
     fused layers may call it on a GEMM output without changing a number."""
-    f32 = np.float32
-    flat = z.reshape(-1)
-    size = min(_GELU_BLOCK, flat.size)
-    t_buf, xx_buf, p_buf, q_buf = (np.empty(size, dtype=f32) for _ in range(4))
-    for start in range(0, flat.size, _GELU_BLOCK):
-        zb = flat[start:start + _GELU_BLOCK]
-        m = zb.size
-        t, xx, p, q = t_buf[:m], xx_buf[:m], p_buf[:m], q_buf[:m]
-        _phi_block(zb, t, xx, p, q)
+    for _, zb, p, _, _ in _phi_blocks(z.reshape(-1)):
         zb *= p
     return z
 
@@ -132,13 +138,8 @@ def gelu_grad_float32(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     flat = np.ascontiguousarray(x, dtype=f32).reshape(-1)
     dflat = np.ascontiguousarray(dy, dtype=f32).reshape(-1)
     out = np.empty(flat.size, dtype=f32)
-    size = min(_GELU_BLOCK, flat.size)
-    t_buf, xx_buf, p_buf, q_buf = (np.empty(size, dtype=f32) for _ in range(4))
-    for start in range(0, flat.size, _GELU_BLOCK):
-        xb = flat[start:start + _GELU_BLOCK]
+    for start, xb, p, t, q in _phi_blocks(flat):
         m = xb.size
-        t, xx, p, q = t_buf[:m], xx_buf[:m], p_buf[:m], q_buf[:m]
-        _phi_block(xb, t, xx, p, q)
         np.clip(xb, f32(-_GELU_CLIP), f32(_GELU_CLIP), out=t)
         np.multiply(t, f32(-0.5), out=q)
         q *= t
