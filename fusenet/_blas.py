@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gemm", "numpy_gemm", "scipy_gemm", "GEMM_DTYPES", "NUMPY_BLAS", "numpy_openblas", "openblas_thread_control"]
+__all__ = ["gemm", "numpy_gemm", "scipy_gemm", "GEMM_DTYPES", "NUMPY_BLAS", "numpy_openblas", "openblas_thread_control", "ones_sum"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -146,3 +146,16 @@ def scipy_gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float = 0.0, t
 
 #: ``gemm(a, b, c, beta=0.0, trans_a=False, trans_b=False)``: NumPy's BLAS where found, else SciPy's
 gemm = numpy_gemm if NUMPY_BLAS else scipy_gemm
+
+
+def ones_sum(a: np.ndarray, axis: int) -> np.ndarray:
+    """Column sums (``axis=0``, shape ``(cols,)``) or row sums (``axis=1``, shape ``(rows,)``) of the 2-D
+    float array ``a`` as a BLAS GEMV with a vector of ones (faster than ``a.sum(axis)`` on NumPy's
+    strided reductions). OpenBLAS's GEMV kernels can raise a spurious floating-point "invalid" flag on
+    finite data (numpy/numpy#24067, OpenMathLib/OpenBLAS#1924: vector loads that touch memory past
+    the operands), which NumPy then reports as "invalid value encountered in matmul" depending on
+    what happens to lie there; that flag is ignored here (a NaN in ``a`` still gives a NaN sum)."""
+    with np.errstate(invalid="ignore"):
+        if axis == 0:
+            return np.ones(a.shape[0], dtype=a.dtype) @ a
+        return a @ np.ones(a.shape[1], dtype=a.dtype)

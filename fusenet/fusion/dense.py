@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blas import GEMM_DTYPES, gemm
+from .._blas import GEMM_DTYPES, gemm, ones_sum
 from ..layers.core import Dense
 from ..layers.normalization import BatchNormalization, _standardize
 from ..layers.regularization import Dropout
@@ -210,7 +210,7 @@ class _FusedDenseStages(FusedLayer):
         xhat, inv, count = cache
         bn = self.bn
         rows = g.reshape(-1, g.shape[-1])
-        dbeta = (np.ones(rows.shape[0], dtype=rows.dtype) @ rows)[None, :]
+        dbeta = ones_sum(rows, 0)[None, :]
         dgamma = np.einsum("ij,ij->j", rows, xhat)[None, :]
         if bn.scale:
             bn._grads["gamma"] += dgamma.reshape(bn._grads["gamma"].shape)

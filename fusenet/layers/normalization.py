@@ -22,6 +22,7 @@ from .. import constraints as _constraints
 from .. import regularizers as _regularizers
 from ..initializers import get as get_initializer
 from ..initializers import serialize as serialize_initializer
+from .._blas import ones_sum
 from .._parallel import split_run
 from .base import InputSpec, Layer
 
@@ -93,9 +94,9 @@ def _param_view(view, keep):
 def _reduce_sum(a, axes):
     """``a.sum(axes, keepdims=True)``; rows of a matrix are summed with a BLAS GEMV (faster, more accurate)."""
     if a.ndim == 2 and axes == (0,):
-        return (np.ones(a.shape[0], dtype=a.dtype) @ a)[None, :]
+        return ones_sum(a, 0)[None, :]
     if a.ndim == 2 and axes == (1,):
-        return (a @ np.ones(a.shape[1], dtype=a.dtype))[:, None]
+        return ones_sum(a, 1)[:, None]
     return a.sum(axis=axes, keepdims=True)
 
 

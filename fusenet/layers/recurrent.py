@@ -77,7 +77,7 @@ from .. import constraints as _constraints
 from .. import regularizers as _regularizers
 from ..initializers import get as get_initializer
 from ..initializers import serialize as serialize_initializer
-from .._blas import GEMM_DTYPES, gemm
+from .._blas import GEMM_DTYPES, gemm, ones_sum
 from ..utils import check_in, check_positive_int, make_rng
 from .._parallel import split_run
 from ._rnn_activation import _LoopActivation
@@ -726,7 +726,7 @@ class GRU(_RNNBase):
         if self.reset_after:
             self._recurrent_grad(H, dREC, gR)
             if self.use_bias:
-                self._grads["bias"][1] += np.ones(steps * batch, dtype=dtype) @ dREC.reshape(steps * batch, -1)
+                self._grads["bias"][1] += ones_sum(dREC.reshape(steps * batch, -1), 0)
         else:
             dG2 = dG.reshape(steps * batch, 3 * u)
             gR[:, :2 * u] += H[:-1].reshape(steps * batch, u).T @ dG2[:, :2 * u]
