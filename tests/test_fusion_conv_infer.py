@@ -274,3 +274,18 @@ def test_epilogues_are_made_once_per_activation(rng):
     y = x.copy()
     first(y)
     np.testing.assert_allclose(y, gelu.forward(x), rtol=1e-12)
+
+
+def test_workspaces_drop_the_least_recently_used(monkeypatch):
+    """A full workspace cache drops its least recently used entry, not everything: the buffers a model
+    uses on every call stay put."""
+    monkeypatch.setattr(_conv_taps, "MAX_WORKSPACES", 3)
+    monkeypatch.setattr(_conv_taps._WORK, "cache", {}, raising=False)
+    a = _conv_taps.workspace("a", (2,), np.float32)
+    b = _conv_taps.workspace("b", (2,), np.float32)
+    _conv_taps.workspace("c", (2,), np.float32)
+    assert _conv_taps.workspace("a", (2,), np.float32) is a  # a is now the most recently used
+    _conv_taps.workspace("d", (2,), np.float32)  # drops b, the least recently used
+    assert _conv_taps.workspace("a", (2,), np.float32) is a
+    assert _conv_taps.workspace("b", (2,), np.float32) is not b
+    assert len(_conv_taps._WORK.cache) == 3

@@ -205,7 +205,9 @@ class TapGemms:
 
 # ---------------------------------------------------------------- reusable workspaces
 _WORK = threading.local()
-#: most workspaces kept per thread (all dropped when more are asked for)
+#: most workspaces kept per thread (the least recently used one is dropped when more are asked for:
+#: dropping them all made the model that filled the cache allocate again on its next calls, one
+#: buffer at a time, and a "no allocation after the first call" test fail depending on test order)
 MAX_WORKSPACES = 24
 
 
@@ -216,13 +218,14 @@ def workspace(key, shape, dtype, zero: bool = False) -> np.ndarray:
     rely on the others staying zero, so ``key`` must fix the written positions)."""
     cache = getattr(_WORK, "cache", None)
     if cache is None:
-        cache = _WORK.cache = {}
+        cache = _WORK.cache = {}  # insertion order = least recently used first
     full = (key, tuple(shape), np.dtype(dtype).str, zero)
-    buf = cache.get(full)
+    buf = cache.pop(full, None)
     if buf is None:
-        if len(cache) >= MAX_WORKSPACES:
-            cache.clear()
-        buf = cache[full] = (np.zeros if zero else np.empty)(shape, dtype=dtype)
+        while len(cache) >= MAX_WORKSPACES:
+            del cache[next(iter(cache))]
+        buf = (np.zeros if zero else np.empty)(shape, dtype=dtype)
+    cache[full] = buf
     return buf
 
 
